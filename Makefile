@@ -1,0 +1,41 @@
+# The two README commands are `make demo` and `make test`; everything else is set-up they call.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-fast bench lock lint clean
+
+setup: $(STAMP)
+
+# uv comes from PyPI into a bootstrap venv, so a machine without uv still installs fast.
+$(STAMP): requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
+	@if ! command -v uv >/dev/null; then \
+		$(PYTHON) -m venv .uv-bootstrap && .uv-bootstrap/bin/pip install -q uv==0.13.9; \
+	fi
+	@UV=$$(command -v uv || echo .uv-bootstrap/bin/uv); \
+	$$UV venv -q --allow-existing --python $(PYTHON) $(VENV) && \
+	$$UV pip install -q --python $(BIN)/python -r requirements.txt && \
+	$$UV pip install -q --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/python -m scripts.demo
+
+test: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -x -m "not slow" $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python -m scripts.benchmark $(BENCH_ARGS)
+
+# Re-pin requirements.txt from requirements.in (needs uv).
+lock:
+	uv pip compile --python-version 3.11 requirements.in -o requirements.txt
+
+clean:
+	rm -rf $(VENV) .uv-bootstrap .demo .bench

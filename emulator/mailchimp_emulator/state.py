@@ -1,0 +1,84 @@
+"""The emulator's whole state: one Mailchimp account, plus its fault settings.
+
+Each resource module owns one attribute here and only mutates that attribute through its own
+functions (``members.py`` owns ``lists``/``members``..., ``ecommerce.py`` owns ``stores``...).
+Everything in this object is plain data (dicts, lists, str, int, float, bool, None) so that
+``--state FILE`` can persist it as JSON.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any
+
+
+@dataclass
+class Faults:
+    """Fault and performance knobs, set by CLI flags or ``POST /_emulator/faults``."""
+
+    latency_ms: float = 0.0
+    """Added to every /3.0 request (while counting against the concurrency limit)."""
+    max_concurrent: int = 10
+    """Requests in flight per API key above this get 429 (Mailchimp: 10)."""
+    batch_ops_per_second: float = 0.0
+    """Batch processing rate; 0 means as fast as possible."""
+    stuck_finalizing: bool = False
+    """Batches reach ``finalizing`` with all operations finished and stay there."""
+    results_ttl_seconds: float = 3600.0
+    """After this long past completion a batch and its results 404 (expired)."""
+    inject: list[dict[str, Any]] = field(default_factory=list)
+    """One-shot faults: ``{"status": 429|500|503, "count": N, "method": "GET", "path_prefix": "/lists",
+    "retry_after": 1}`` or ``{"timeout_seconds": 5, "count": N, ...}``; each matching request consumes one."""
+
+
+@dataclass
+class EmulatorState:
+    account_id: str = field(default_factory=lambda: secrets.token_hex(5))
+    # owned by members.py / lists.py
+    lists: dict[str, dict[str, Any]] = field(default_factory=dict)
+    merge_fields: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    members: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    """list_id -> subscriber_hash -> member object (as returned by the API, with ``tags``)."""
+    forgotten: dict[str, list[str]] = field(default_factory=dict)
+    """list_id -> subscriber hashes permanently deleted (re-adding fails)."""
+    # owned by ecommerce.py
+    stores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """store_id -> {"store": {...}, "customers": {...}, "products": {...}, "orders": {...}, "promo_rules": {...}}"""
+    # owned by campaigns.py / reports.py
+    campaigns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    activity: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """campaign_id -> {"emails": {subscriber_hash: {...}}, "unsubscribes": [...], "sent_to": [...]}"""
+    # owned by batches.py
+    batches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    batch_operations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    batch_results: dict[str, str] = field(default_factory=dict)
+    """batch_id -> base64 of the gzipped tar (kept as text so the state stays JSON)."""
+    batch_webhooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    faults: Faults = field(default_factory=Faults)
+    counters: dict[str, int] = field(default_factory=dict)
+    """Observability for tests: e.g. ``"PUT /lists/{list_id}/members/{subscriber_hash}": 3``."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "EmulatorState":
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["faults"] = Faults(**kwargs.get("faults", {}))
+        return cls(**kwargs)
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.counters[key] = self.counters.get(key, 0) + n
+
+
+def now_iso() -> str:
+    """Mailchimp's timestamp format: second precision with a ``+00:00`` offset."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def new_id(nbytes: int = 5) -> str:
+    """A random lowercase hex id (10 hex chars by default, like list, campaign and batch ids)."""
+    return secrets.token_hex(nbytes)
