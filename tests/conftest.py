@@ -7,6 +7,7 @@ would hide a broken production target).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -20,11 +21,11 @@ os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
 # dag.test() only runs DAGs it finds in a bundle: the shipped dags/ plus DAGs written for tests.
-os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = (
-    '[{"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",'
-    f' "kwargs": {{"path": "{ROOT / 'dags'}"}}}},'
-    ' {"name": "test-dags", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",'
-    f' "kwargs": {{"path": "{ROOT / 'tests' / 'dags'}"}}}}]'
+os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
+    [
+        {"name": name, "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": str(path)}}
+        for name, path in (("dags-folder", ROOT / "dags"), ("test-dags", ROOT / "tests" / "dags"))
+    ]
 )
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
 os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}")

@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .routing import Call
 
 MAX_COUNT = 1000
 
 
-def page(call: Call, items: Iterable[dict[str, Any]], key: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Page ``items`` like Mailchimp: default count 10, counts above 1000 are clamped, ``total_items``."""
+def page(
+    call: Call,
+    items: Iterable[dict[str, Any]],
+    key: str,
+    extra: dict[str, Any] | None = None,
+    render: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Page ``items`` like Mailchimp: default count 10, counts above 1000 are clamped, ``total_items``.
+
+    ``render`` turns a stored object into its API form; it runs on the returned page only, so paging
+    a large collection stays cheap.
+    """
     items = list(items)
     count = min(max(call.param_int("count", 10), 0), MAX_COUNT)
     offset = max(call.param_int("offset", 0), 0)
-    body: dict[str, Any] = {key: items[offset : offset + count]}
+    window = items[offset : offset + count]
+    body: dict[str, Any] = {key: [render(i) for i in window] if render else window}
     if extra:
         body.update(extra)
     body["total_items"] = len(items)

@@ -28,6 +28,8 @@ class Call:
     body: Any
     state: "EmulatorState"
     from_batch: bool = False
+    root_url: str = ""
+    """``scheme://host:port`` the client used (for URLs the emulator hands out, e.g. batch results)."""
 
     def param_bool(self, name: str, default: bool = False) -> bool:
         raw = self.params.get(name)
@@ -82,34 +84,58 @@ class Router:
     """Maps ``(method, path pattern)`` to handlers; patterns use ``{name}`` placeholders for one segment."""
 
     def __init__(self) -> None:
-        self._routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = []
+        self._routes: list[tuple[re.Pattern[str], str, dict[str, Handler]]] = []
+        self._by_head: dict[str, list[tuple[re.Pattern[str], str, dict[str, Handler]]]] = {}
 
     def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
-        regex = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern.rstrip("/")) + "/?$")
+        pattern = pattern.rstrip("/") or "/"
+        regex = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "/?$")
 
         def register(handler: Handler) -> Handler:
-            for existing, methods in self._routes:
+            for existing, _, methods in self._routes:
                 if existing.pattern == regex.pattern:
                     methods[method.upper()] = handler
                     break
             else:
-                self._routes.append((regex, {method.upper(): handler}))
+                entry = (regex, pattern, {method.upper(): handler})
+                self._routes.append(entry)
+                self._by_head.setdefault(_head(pattern), []).append(entry)
             return handler
 
         return register
 
     def dispatch(self, call: Call) -> Reply:
-        """Run the handler for ``call``; unknown paths are 404, known paths with another method 405."""
+        """Run the handler for ``call``; unknown paths are 404, known paths with another method 405.
+
+        Every call is counted in ``state.counters`` under ``"METHOD /pattern"`` (and
+        ``"batch:METHOD /pattern"`` when it came from a batch), whatever its outcome.
+        """
         path = call.path.rstrip("/") or "/"
-        for regex, methods in self._routes:
+        method = call.method.upper()
+        for regex, pattern, methods in self._by_head.get(_head(path), ()):
             match = regex.match(path)
             if not match:
                 continue
-            handler = methods.get(call.method.upper())
+            key = f"{method} {pattern}"
+            counters = call.state.counters
+            counters[key] = counters.get(key, 0) + 1
+            if call.from_batch:
+                counters["batch:" + key] = counters.get("batch:" + key, 0) + 1
+            handler = methods.get(method)
             if handler is None:
                 raise method_not_allowed(", ".join(sorted(methods)))
             return handler(call, **match.groupdict())
+        call.state.count(f"{method} <unknown>")
         raise not_found()
+
+    def patterns(self) -> list[str]:
+        """Every registered ``"METHOD /pattern"`` (for the admin API and docs)."""
+        return [f"{m} {pattern}" for _, pattern, methods in self._routes for m in sorted(methods)]
+
+
+def _head(path: str) -> str:
+    """First path segment: routes are bucketed by it so dispatch tries only a handful of regexes."""
+    return path.lstrip("/").split("/", 1)[0]
 
 
 router = Router()

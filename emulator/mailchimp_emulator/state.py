@@ -9,6 +9,7 @@ Everything in this object is plain data (dicts, lists, str, int, float, bool, No
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
@@ -43,6 +44,10 @@ class EmulatorState:
     """list_id -> subscriber_hash -> member object (as returned by the API, with ``tags``)."""
     forgotten: dict[str, list[str]] = field(default_factory=dict)
     """list_id -> subscriber hashes permanently deleted (re-adding fails)."""
+    tags: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    """list_id -> tag name -> ``{"id": int, "name": str}`` (the list's tag registry)."""
+    clock: float = 0.0
+    """Last value handed out by :meth:`tick`: a strictly increasing epoch time for ordering changes."""
     # owned by ecommerce.py
     stores: dict[str, dict[str, Any]] = field(default_factory=dict)
     """store_id -> {"store": {...}, "customers": {...}, "products": {...}, "orders": {...}, "promo_rules": {...}}"""
@@ -58,7 +63,12 @@ class EmulatorState:
     batch_webhooks: dict[str, dict[str, Any]] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
     counters: dict[str, int] = field(default_factory=dict)
-    """Observability for tests: e.g. ``"PUT /lists/{list_id}/members/{subscriber_hash}": 3``."""
+    """Observability for tests: every dispatched call under ``"METHOD /route/{pattern}"`` and, when it
+    came from a batch, also under ``"batch:METHOD /route/{pattern}"``."""
+    traffic: dict[str, int] = field(default_factory=dict)
+    """HTTP-level counters kept by the app: ``requests``, ``max_in_flight``, ``throttled`` (429s
+    served for concurrency), ``injected`` (one-shot faults served), ``pending_limit`` (429s for
+    too many pending batches)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,10 +83,38 @@ class EmulatorState:
     def count(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
 
+    def tick(self) -> float:
+        """A strictly increasing epoch time: members changed in the same second still sort and
+        filter (``since_last_changed``) in the order they changed."""
+        now = time.time()
+        self.clock = now if now > self.clock else self.clock + 1e-6
+        return self.clock
+
 
 def now_iso() -> str:
     """Mailchimp's timestamp format: second precision with a ``+00:00`` offset."""
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def iso(epoch: float) -> str:
+    """``epoch`` in Mailchimp's timestamp format (second precision, ``+00:00``)."""
+    return datetime.fromtimestamp(int(epoch), timezone.utc).isoformat()
+
+
+def parse_iso(value: str) -> float | None:
+    """Epoch seconds of an ISO 8601 query value (``Z``, offsets and fractions accepted); None if invalid."""
+    text = str(value).strip().replace(" ", "+") if value else ""
+    if not text:
+        return None
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
 
 
 def new_id(nbytes: int = 5) -> str:

@@ -1,0 +1,16 @@
+"""Engagement pull (Mailchimp -> warehouse): lists, members, unsubscribes, campaigns, email activity.
+
+Modules, in the order a run uses them:
+
+* ``config``       -- ``include/engagement_pull.yaml`` as a typed ``EngagementConfig``
+* ``normalise``    -- Mailchimp JSON -> rows with Fivetran column names ("" dates -> NULL, UTC, extras)
+* ``watermarks``   -- per-stream, per-scope bookmarks kept in ``<prefix>watermark``
+* ``loading``      -- chunked upserts that count rows gained / changed per table
+* ``audiences``    -- lists and members (incremental on ``last_changed``), list-level unsubscribes
+* ``campaigns``    -- sent campaigns + report summary, campaign unsubscribe reports
+* ``activity``     -- the email-activity batch planner and result applier
+* ``statuses``     -- ``member_statuses()`` for the forward audience sync
+* ``report``       -- ``engagement_report()`` for the demo and analysts
+
+Import the submodules directly; this package stays cheap to import for the DAG processor.
+"""

@@ -1,0 +1,443 @@
+"""The tables this project writes to the warehouse, as SQLAlchemy Core ``Table`` objects.
+
+Names and keys follow /work/shared/warehouse-contract.md ("Tables the project writes"); reverse
+tables use the Fivetran Mailchimp column names so ``fivetran/dbt_mailchimp``-style models port over.
+Every write is an upsert on the primary key declared here (see ``upsert.py``), so the primary key
+*is* the idempotency key: change it only together with the contract.
+
+Two column types make SQLite and PostgreSQL behave the same for callers:
+
+* ``UtcDateTime`` stores UTC and always returns timezone-aware UTC datetimes (SQLite has no time
+  zone support and hands back naive values; PostgreSQL returns the session's zone). It also
+  accepts ISO-8601 strings as Mailchimp sends them (``2024-05-01T10:00:00+00:00``).
+* ``JsonText`` stores JSON as text (portable, readable by any SQL client); dicts and lists are
+  serialised with sorted keys, strings are stored as given, reads return the text.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from mailchimp_provider.errors import MailchimpConfigError
+
+DEFAULT_PREFIX = "mailchimp_"
+
+# kind -> table name without prefix. ``activity`` keeps Fivetran's table name.
+TABLE_NAMES: dict[str, str] = {
+    "sync_state": "sync_state",
+    "sync_result": "sync_result",
+    "batch": "batch",
+    "list": "list",
+    "member": "member",
+    "unsubscribe": "unsubscribe",
+    "campaign": "campaign",
+    "activity": "campaign_recipient_activity",
+    "watermark": "watermark",
+}
+KINDS: tuple[str, ...] = tuple(TABLE_NAMES)
+
+
+class UtcDateTime(sa.types.TypeDecorator):
+    """A timestamp that goes in and comes out as an aware UTC ``datetime`` on every dialect.
+
+    Naive datetimes are taken to be UTC already (what the rest of the project produces).
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        value = to_utc(value)
+        if value is not None and dialect.name == "sqlite":
+            # SQLite's DATETIME storage drops tzinfo; store UTC wall time so it sorts and compares.
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        return to_utc(value)
+
+
+def to_utc(value: Any) -> datetime | None:
+    """Normalise a datetime or ISO-8601 string to an aware UTC datetime (naive means UTC)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace(" ", "T", 1))
+        except ValueError:
+            raise ValueError(f"not an ISO-8601 timestamp: {value!r}") from None
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected a datetime or ISO-8601 string, got {type(value).__name__}: {value!r}")
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+class JsonText(sa.types.TypeDecorator):
+    """JSON kept as text: dicts/lists are serialised deterministically, strings stored as given."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def key_text(length: int = 255) -> sa.types.TypeEngine:
+    """Text usable in a primary key: VARCHAR(n) where a length is needed (MySQL), TEXT on PostgreSQL."""
+    return sa.String(length).with_variant(sa.Text(), "postgresql")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _synced_at() -> sa.Column:
+    return sa.Column("synced_at", UtcDateTime, nullable=False, default=_now)
+
+
+class WarehouseTables:
+    """Table objects for one prefix and schema.
+
+    >>> t = WarehouseTables(prefix="mailchimp_", schema="marketing")
+    >>> t.member.name, t.table_name("member")
+    ('mailchimp_member', 'marketing.mailchimp_member')
+
+    Attributes: ``sync_state``, ``sync_result``, ``batch``, ``list``, ``member``, ``unsubscribe``,
+    ``campaign``, ``activity`` (``<prefix>campaign_recipient_activity``) and ``watermark``.
+    """
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> None:
+        self.prefix = prefix
+        self.schema = schema or None
+        self.metadata = sa.MetaData(schema=self.schema)
+        self.sync_state = self._sync_state()
+        self.sync_result = self._sync_result()
+        self.batch = self._batch()
+        self.watermark = self._watermark()
+        self.list = self._list()
+        self.member = self._member()
+        self.unsubscribe = self._unsubscribe()
+        self.campaign = self._campaign()
+        self.activity = self._activity()
+
+    # -- access ------------------------------------------------------------------------------
+    def table(self, kind: str) -> sa.Table:
+        """The table of ``kind`` (one of ``KINDS``)."""
+        if kind not in TABLE_NAMES:
+            raise KeyError(f"unknown warehouse table kind {kind!r}; known: {', '.join(KINDS)}")
+        return getattr(self, kind)
+
+    def table_name(self, kind: str) -> str:
+        """Schema-qualified table name, for log messages and queries users can copy."""
+        name = self.prefix + TABLE_NAMES[kind] if kind in TABLE_NAMES else None
+        if name is None:
+            raise KeyError(f"unknown warehouse table kind {kind!r}; known: {', '.join(KINDS)}")
+        return f"{self.schema}.{name}" if self.schema else name
+
+    def key(self, kind: str) -> list[str]:
+        """Primary-key column names of ``kind``: the upsert key."""
+        return [c.name for c in self.table(kind).primary_key.columns]
+
+    def create_all(self, engine: sa.Engine) -> None:
+        """Create missing tables (and the schema on PostgreSQL); existing tables are left alone."""
+        with engine.begin() as conn:
+            if self.schema:
+                _ensure_schema(conn, self.schema)
+            self.metadata.create_all(conn, checkfirst=True)
+
+    # -- bookkeeping (forward direction) -----------------------------------------------------
+    def _name(self, kind: str) -> str:
+        return self.prefix + TABLE_NAMES[kind]
+
+    def _sync_state(self) -> sa.Table:
+        name = self._name("sync_state")
+        return sa.Table(
+            name,
+            self.metadata,
+            sa.Column("entity", key_text(32), primary_key=True),
+            sa.Column("record_id", key_text(255), primary_key=True),
+            sa.Column("payload_hash", sa.String(64)),
+            # subscriber hash for members, the store object id for e-commerce entities
+            sa.Column("mailchimp_id", sa.Text),
+            # list id or store id the record was last synced to
+            sa.Column("scope", sa.Text),
+            sa.Column("contact_id", sa.Text),
+            # last email sent (lower-cased): a new email means "PATCH the member via the old hash"
+            sa.Column("email", sa.Text),
+            sa.Column("status", sa.String(32)),
+            sa.Column("tags_managed", JsonText),
+            sa.Column("last_outcome", sa.String(16)),
+            sa.Column("attempts", sa.Integer, nullable=False, default=0, server_default="0"),
+            sa.Column("quarantined", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+            sa.Column("last_error", sa.Text),
+            sa.Column("extra", JsonText),
+            sa.Column("synced_at", UtcDateTime),
+            sa.Column("updated_at", UtcDateTime, nullable=False, default=_now, onupdate=_now),
+            sa.Index(f"ix_{name}_quarantined", "entity", "quarantined"),
+        )
+
+    def _sync_result(self) -> sa.Table:
+        name = self._name("sync_result")
+        return sa.Table(
+            name,
+            self.metadata,
+            sa.Column("run_id", key_text(250), primary_key=True),
+            sa.Column("entity", key_text(32), primary_key=True),
+            sa.Column("record_id", key_text(255), primary_key=True),
+            sa.Column("operation", key_text(32), primary_key=True),
+            sa.Column("outcome", sa.String(16), nullable=False),  # ok | failed | skipped | planned
+            sa.Column("reason", sa.Text),
+            sa.Column("status_decision", sa.Text),
+            sa.Column("http_status", sa.Integer),
+            sa.Column("error_title", sa.Text),
+            sa.Column("error_detail", sa.Text),
+            sa.Column("field_errors", JsonText),
+            sa.Column("retriable", sa.Boolean),
+            sa.Column("attempt", sa.Integer),
+            sa.Column("batch_id", sa.String(64)),
+            sa.Column("operation_id", sa.Text),
+            sa.Column("dag_id", sa.Text),
+            sa.Column("task_id", sa.Text),
+            sa.Column("map_index", sa.Integer),
+            sa.Column("recorded_at", UtcDateTime, nullable=False, default=_now),
+            sa.Index(f"ix_{name}_record", "entity", "record_id"),
+            sa.Index(f"ix_{name}_batch", "batch_id"),
+        )
+
+    def _batch(self) -> sa.Table:
+        name = self._name("batch")
+        return sa.Table(
+            name,
+            self.metadata,
+            sa.Column("batch_id", key_text(64), primary_key=True),
+            sa.Column("dag_id", sa.Text, nullable=False),
+            sa.Column("run_id", sa.Text, nullable=False),
+            sa.Column("task_id", sa.Text, nullable=False),
+            sa.Column("map_index", sa.Integer, nullable=False, default=-1, server_default="-1"),
+            sa.Column("entity", sa.String(32)),
+            sa.Column("chunk_no", sa.Integer),
+            sa.Column("status", sa.String(32)),  # Mailchimp's: pending, started, finished, ...
+            sa.Column("total_operations", sa.Integer),
+            sa.Column("finished_operations", sa.Integer),
+            sa.Column("errored_operations", sa.Integer),
+            sa.Column("operation_count", sa.Integer),  # operations we sent
+            sa.Column("submitted_at", UtcDateTime),
+            sa.Column("completed_at", UtcDateTime),
+            sa.Column("applied_at", UtcDateTime),  # results written to sync_result/sync_state
+            sa.Column("error", sa.Text),
+            sa.Column("updated_at", UtcDateTime, nullable=False, default=_now, onupdate=_now),
+            sa.Index(f"ix_{name}_scope", "dag_id", "run_id", "task_id", "map_index"),
+        )
+
+    def _watermark(self) -> sa.Table:
+        return sa.Table(
+            self._name("watermark"),
+            self.metadata,
+            # e.g. ("members", list_id), ("email_activity", campaign_id)
+            sa.Column("stream", key_text(64), primary_key=True),
+            sa.Column("scope", key_text(255), primary_key=True),
+            sa.Column("value", sa.Text),
+            sa.Column("updated_at", UtcDateTime, nullable=False, default=_now, onupdate=_now),
+        )
+
+    # -- engagement (reverse direction; Fivetran column names) -------------------------------
+    def _list(self) -> sa.Table:
+        return sa.Table(
+            self._name("list"),
+            self.metadata,
+            sa.Column("list_id", key_text(64), primary_key=True),
+            sa.Column("web_id", sa.BigInteger),
+            sa.Column("name", sa.Text),
+            sa.Column("contact_company", sa.Text),
+            sa.Column("contact_address1", sa.Text),
+            sa.Column("contact_address2", sa.Text),
+            sa.Column("contact_city", sa.Text),
+            sa.Column("contact_state", sa.Text),
+            sa.Column("contact_zip", sa.Text),
+            sa.Column("contact_country", sa.Text),
+            sa.Column("contact_phone", sa.Text),
+            sa.Column("permission_reminder", sa.Text),
+            sa.Column("use_archive_bar", sa.Boolean),
+            sa.Column("from_name", sa.Text),
+            sa.Column("from_email", sa.Text),
+            sa.Column("subject", sa.Text),
+            sa.Column("language", sa.Text),
+            sa.Column("notify_on_subscribe", sa.Text),
+            sa.Column("notify_on_unsubscribe", sa.Text),
+            sa.Column("date_created", UtcDateTime),
+            sa.Column("list_rating", sa.Integer),
+            sa.Column("email_type_option", sa.Boolean),
+            sa.Column("subscribe_url_short", sa.Text),
+            sa.Column("subscribe_url_long", sa.Text),
+            sa.Column("beamer_address", sa.Text),
+            sa.Column("visibility", sa.Text),
+            sa.Column("double_optin", sa.Boolean),
+            sa.Column("has_welcome", sa.Boolean),
+            sa.Column("marketing_permissions", sa.Boolean),
+            sa.Column("member_count", sa.Integer),
+            sa.Column("unsubscribe_count", sa.Integer),
+            sa.Column("cleaned_count", sa.Integer),
+            sa.Column("member_count_since_send", sa.Integer),
+            sa.Column("unsubscribe_count_since_send", sa.Integer),
+            sa.Column("cleaned_count_since_send", sa.Integer),
+            sa.Column("campaign_count", sa.Integer),
+            sa.Column("campaign_last_sent", UtcDateTime),
+            sa.Column("merge_field_count", sa.Integer),
+            sa.Column("avg_sub_rate", sa.Float),
+            sa.Column("avg_unsub_rate", sa.Float),
+            sa.Column("target_sub_rate", sa.Float),
+            sa.Column("open_rate", sa.Float),
+            sa.Column("click_rate", sa.Float),
+            sa.Column("last_sub_date", UtcDateTime),
+            sa.Column("last_unsub_date", UtcDateTime),
+            sa.Column("extra", JsonText),
+            _synced_at(),
+        )
+
+    def _member(self) -> sa.Table:
+        name = self._name("member")
+        return sa.Table(
+            name,
+            self.metadata,
+            sa.Column("list_id", key_text(64), primary_key=True),
+            sa.Column("member_id", key_text(64), primary_key=True),  # subscriber hash (MD5 of email)
+            sa.Column("email_address", sa.Text),
+            sa.Column("unique_email_id", sa.Text),
+            sa.Column("web_id", sa.BigInteger),
+            sa.Column("contact_id", sa.Text),
+            sa.Column("full_name", sa.Text),
+            sa.Column("email_type", sa.String(16)),
+            sa.Column("status", sa.String(32)),
+            sa.Column("unsubscribe_reason", sa.Text),
+            sa.Column("consents_to_one_to_one_messaging", sa.Boolean),
+            sa.Column("merge_fields", JsonText),
+            sa.Column("interests", JsonText),
+            sa.Column("stats_avg_open_rate", sa.Float),
+            sa.Column("stats_avg_click_rate", sa.Float),
+            sa.Column("ip_signup", sa.Text),
+            sa.Column("timestamp_signup", UtcDateTime),
+            sa.Column("ip_opt", sa.Text),
+            sa.Column("timestamp_opt", UtcDateTime),
+            sa.Column("member_rating", sa.Integer),
+            sa.Column("last_changed", UtcDateTime),
+            sa.Column("language", sa.Text),
+            sa.Column("vip", sa.Boolean),
+            sa.Column("email_client", sa.Text),
+            sa.Column("location_latitude", sa.Float),
+            sa.Column("location_longitude", sa.Float),
+            sa.Column("location_gmtoff", sa.Integer),
+            sa.Column("location_dstoff", sa.Integer),
+            sa.Column("location_country_code", sa.Text),
+            sa.Column("location_timezone", sa.Text),
+            sa.Column("location_region", sa.Text),
+            sa.Column("source", sa.Text),
+            sa.Column("tag_count", sa.Integer),
+            sa.Column("tags", JsonText),  # JSON list of tag names
+            sa.Column("extra", JsonText),  # fields Mailchimp sent that have no column
+            _synced_at(),
+            sa.Index(f"ix_{name}_email", "email_address"),
+            sa.Index(f"ix_{name}_last_changed", "list_id", "last_changed"),
+        )
+
+    def _unsubscribe(self) -> sa.Table:
+        return sa.Table(
+            self._name("unsubscribe"),
+            self.metadata,
+            sa.Column("list_id", key_text(64), primary_key=True),
+            sa.Column("member_id", key_text(64), primary_key=True),
+            # '' (not NULL) when no campaign caused the unsubscribe, so it can be part of the key
+            sa.Column("campaign_id", key_text(64), primary_key=True, default="", server_default=""),
+            sa.Column("timestamp", UtcDateTime, primary_key=True),
+            sa.Column("email_address", sa.Text),
+            sa.Column("reason", sa.Text),
+            sa.Column("source", sa.String(32)),  # "report" (reports/{id}/unsubscribed) or "member"
+            _synced_at(),
+        )
+
+    def _campaign(self) -> sa.Table:
+        name = self._name("campaign")
+        return sa.Table(
+            name,
+            self.metadata,
+            sa.Column("campaign_id", key_text(64), primary_key=True),
+            sa.Column("web_id", sa.BigInteger),
+            sa.Column("list_id", sa.Text),
+            sa.Column("segment_id", sa.Text),
+            sa.Column("segment_text", sa.Text),
+            sa.Column("title", sa.Text),
+            sa.Column("subject_line", sa.Text),
+            sa.Column("preview_text", sa.Text),
+            sa.Column("type", sa.String(32)),
+            sa.Column("status", sa.String(32)),
+            sa.Column("create_time", UtcDateTime),
+            sa.Column("send_time", UtcDateTime),
+            sa.Column("emails_sent", sa.Integer),
+            sa.Column("from_name", sa.Text),
+            sa.Column("reply_to", sa.Text),
+            sa.Column("to_name", sa.Text),
+            sa.Column("archive_url", sa.Text),
+            sa.Column("long_archive_url", sa.Text),
+            sa.Column("content_type", sa.String(32)),
+            sa.Column("template_id", sa.BigInteger),
+            sa.Column("folder_id", sa.Text),
+            sa.Column("parent_campaign_id", sa.Text),
+            # report summary
+            sa.Column("opens", sa.Integer),
+            sa.Column("unique_opens", sa.Integer),
+            sa.Column("open_rate", sa.Float),
+            sa.Column("clicks", sa.Integer),
+            sa.Column("subscriber_clicks", sa.Integer),
+            sa.Column("click_rate", sa.Float),
+            sa.Column("hard_bounces", sa.Integer),
+            sa.Column("soft_bounces", sa.Integer),
+            sa.Column("syntax_errors", sa.Integer),
+            sa.Column("unsubscribed", sa.Integer),
+            sa.Column("abuse_reports", sa.Integer),
+            sa.Column("forwards", sa.Integer),
+            sa.Column("last_open", UtcDateTime),
+            sa.Column("last_click", UtcDateTime),
+            sa.Column("extra", JsonText),
+            _synced_at(),
+            sa.Index(f"ix_{name}_send_time", "send_time"),
+        )
+
+    def _activity(self) -> sa.Table:
+        name = self._name("activity")
+        return sa.Table(
+            name,
+            self.metadata,
+            sa.Column("campaign_id", key_text(64), primary_key=True),
+            sa.Column("member_id", key_text(64), primary_key=True),
+            sa.Column("action", key_text(16), primary_key=True),  # open | click | bounce
+            sa.Column("timestamp", UtcDateTime, primary_key=True),
+            # '' (not NULL) for actions without a URL, so it can be part of the key
+            sa.Column("url", key_text(2000), primary_key=True, default="", server_default=""),
+            sa.Column("list_id", sa.Text),
+            sa.Column("email_address", sa.Text),
+            sa.Column("ip", sa.Text),
+            sa.Column("bounce_type", sa.String(16)),
+            sa.Column("combination_id", sa.Text),
+            _synced_at(),
+            sa.Index(f"ix_{name}_member", "list_id", "member_id"),
+        )
+
+
+def _ensure_schema(conn: sa.Connection, schema: str) -> None:
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        attached = {row[1] for row in conn.exec_driver_sql("PRAGMA database_list")}
+        if schema not in attached:
+            raise MailchimpConfigError(
+                f"Warehouse schema {schema!r} is not an attached SQLite database (attached: "
+                f"{', '.join(sorted(attached))}). Leave the schema empty for SQLite."
+            )
+        return
+    if schema not in sa.inspect(conn).get_schema_names():
+        conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
