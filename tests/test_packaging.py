@@ -14,8 +14,8 @@ def test_provider_entry_point_declares_the_mailchimp_connection_type() -> None:
     (ep,) = [e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("mailchimp_provider")]
     info = ep.load()()
     assert info["package-name"] == "airflow-provider-mailchimp"
-    assert {"connection-type": "mailchimp", "hook-class-name": "mailchimp_provider.hooks.mailchimp.MailchimpHook"} in info[
-        "connection-types"
+    assert {"connection-type": "mailchimp", "hook-class-name": "mailchimp_provider.hooks.mailchimp.MailchimpHook"} in [
+        {k: c[k] for k in ("connection-type", "hook-class-name")} for c in info["connection-types"]
     ]
 
 

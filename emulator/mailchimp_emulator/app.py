@@ -1,34 +1,69 @@
-"""The ASGI application: authentication, error rendering and dispatch to the route table."""
+"""The ASGI application: authentication, limits and faults, error rendering, dispatch, lifespan.
+
+Every /3.0 request goes: authenticate (401) -> per-key concurrency limit (429) -> one-shot injected
+fault -> latency -> route table. The lifespan starts the batch processor and, with a state file,
+the periodic saver (and saves once more on shutdown).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import binascii
+import contextlib
+import copy
 import json
+import logging
 import uuid
-from typing import Any
+from pathlib import Path
+from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from . import DEMO_API_KEY, root  # noqa: F401  (root registers routes)
-from .errors import ApiError, api_key_invalid, api_key_missing, json_parse_error
+# Resource modules register their routes on import.
+from . import DEMO_API_KEY, batches, campaigns, ecommerce, lists, members, reports, root  # noqa: F401
+from .admin import admin_routes
+from .batches import BatchProcessor, requeue_interrupted
+from .errors import ApiError, api_key_invalid, api_key_missing, json_parse_error, too_many_requests
+from .faults import InFlight, serve_injection, take_injection
 from .routing import Call, router
-from .state import EmulatorState
+from .state import EmulatorState, Faults, write_json_atomically
 
 JSON_TYPE = "application/json; charset=utf-8"
 PROBLEM_TYPE = "application/problem+json; charset=utf-8"
+PROBLEM_SCHEMA_LINK = '<https://us1.api.mailchimp.com/schema/3.0/Definitions/ProblemDetailDocument.json>; rel="describedBy"'
+AUTOSAVE_SECONDS = 2.0
+
+log = logging.getLogger(__name__)
 
 
 class Emulator:
-    """Holds the state and the accepted credentials; builds the Starlette app."""
+    """Holds the state, the accepted credentials and the runtime counters; builds the Starlette app."""
 
-    def __init__(self, api_keys: list[str] | None = None, state: EmulatorState | None = None) -> None:
+    def __init__(
+        self,
+        api_keys: list[str] | None = None,
+        state: EmulatorState | None = None,
+        *,
+        state_file: str | Path | None = None,
+        faults: Faults | None = None,
+    ) -> None:
         self.api_keys = set(api_keys or [DEMO_API_KEY])
+        self.state_file = Path(state_file) if state_file else None
+        self.default_faults = copy.deepcopy(faults) if faults else Faults()
+        if state is None and self.state_file and self.state_file.exists():
+            state = EmulatorState.load(self.state_file)
+            requeue_interrupted(state)
         self.state = state or EmulatorState()
+        if faults is not None:
+            self.state.faults = copy.deepcopy(faults)
+        self.in_flight = InFlight()
+        self.processor = BatchProcessor(lambda: self.state)
+        self._dirty = True
+        self._saved_fingerprint: Any = None
 
     # -- auth -----------------------------------------------------------------------------------
     def authenticate(self, request: Request) -> str:
@@ -53,11 +88,90 @@ class Emulator:
             return request.query_params["apikey"]
         raise api_key_missing() if not header else api_key_invalid()
 
+    # -- state ----------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """A fresh, empty account with the faults the emulator was started with."""
+        self.state = EmulatorState(faults=copy.deepcopy(self.default_faults))
+        self.mark_dirty()
+
+    def mark_dirty(self) -> None:
+        self._dirty = True
+
+    def _fingerprint(self) -> Any:
+        state = self.state
+        return (
+            id(state),
+            state.clock,
+            sum(state.counters.values()),
+            tuple((b["status"], b["finished_operations"]) for b in state.batches.values()),
+        )
+
+    def save(self) -> None:
+        """Write the state file now (no-op without ``--state``)."""
+        if not self.state_file:
+            return
+        write_json_atomically(self.state_file, json.dumps(self.state.to_json(), separators=(",", ":")))
+        self._saved_fingerprint = self._fingerprint()
+        self._dirty = False
+
+    async def _autosave(self) -> None:
+        while True:
+            await asyncio.sleep(AUTOSAVE_SECONDS)
+            if self._dirty or self._fingerprint() != self._saved_fingerprint:
+                try:
+                    text = json.dumps(self.state.to_json(), separators=(",", ":"))
+                    fingerprint = self._fingerprint()
+                    await asyncio.to_thread(write_json_atomically, self.state_file, text)
+                    self._saved_fingerprint, self._dirty = fingerprint, False
+                except OSError:
+                    log.exception("could not save the emulator state to %s", self.state_file)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(self.processor.run(), name="mailchimp-batch-processor")]
+        if self.state_file:
+            tasks.append(asyncio.create_task(self._autosave(), name="mailchimp-state-saver"))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            self.save()
+
     # -- HTTP -----------------------------------------------------------------------------------
     async def handle_api(self, request: Request) -> Response:
         request_id = str(uuid.uuid4())
+        traffic = self.state.traffic
+        traffic["requests"] = traffic.get("requests", 0) + 1
         try:
-            self.authenticate(request)
+            key = self.authenticate(request)
+        except ApiError as err:
+            return problem_response(err, request_id)
+        in_flight = self.in_flight.enter(key)
+        try:
+            total = sum(self.in_flight.by_key.values())
+            if total > traffic.get("max_in_flight", 0):
+                traffic["max_in_flight"] = total
+            faults = self.state.faults
+            if in_flight > faults.max_concurrent:
+                traffic["throttled"] = traffic.get("throttled", 0) + 1
+                return problem_response(too_many_requests(), request_id)
+            path = "/" + request.path_params.get("path", "")
+            injected = take_injection(faults, request.method, path)
+            if injected is not None:
+                traffic["injected"] = traffic.get("injected", 0) + 1
+                return await serve_injection(injected, request_id)
+            if faults.latency_ms > 0:
+                await asyncio.sleep(faults.latency_ms / 1000)
+            return await self._dispatch(request, path, request_id)
+        finally:
+            self.in_flight.leave(key)
+
+    async def _dispatch(self, request: Request, path: str, request_id: str) -> Response:
+        try:
             raw = await request.body()
             body: Any = None
             if raw.strip():
@@ -67,10 +181,11 @@ class Emulator:
                     raise json_parse_error() from None
             call = Call(
                 method=request.method,
-                path="/" + request.path_params.get("path", ""),
+                path=path,
                 params=dict(request.query_params),
                 body=body,
                 state=self.state,
+                root_url=f"{request.url.scheme}://{request.url.netloc}",
             )
             reply = router.dispatch(call)
         except ApiError as err:
@@ -85,7 +200,9 @@ class Emulator:
             routes=[
                 Route("/3.0/{path:path}", self.handle_api, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
                 Route("/3.0", self.handle_api, methods=["GET"]),
-            ]
+                *admin_routes(self),
+            ],
+            lifespan=self.lifespan,
         )
 
 
@@ -93,13 +210,16 @@ def problem_response(err: ApiError, request_id: str) -> Response:
     return Response(
         json.dumps(err.to_body(request_id)),
         status_code=err.status,
-        headers={"X-Request-Id": request_id, **err.headers},
+        headers={"X-Request-Id": request_id, "Link": PROBLEM_SCHEMA_LINK, **err.headers},
         media_type=PROBLEM_TYPE,
     )
 
 
-def create_app(api_keys: list[str] | None = None, state: EmulatorState | None = None) -> Starlette:
-    return Emulator(api_keys, state).build_app()
-
-
-_ = (asyncio, JSONResponse)
+def create_app(
+    api_keys: list[str] | None = None,
+    state: EmulatorState | None = None,
+    *,
+    state_file: str | Path | None = None,
+    faults: Faults | None = None,
+) -> Starlette:
+    return Emulator(api_keys, state, state_file=state_file, faults=faults).build_app()

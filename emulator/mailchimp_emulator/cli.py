@@ -1,4 +1,4 @@
-"""``mailchimp-emulator``: run the emulator with uvicorn."""
+"""``mailchimp-emulator``: run the Mailchimp Marketing API v3 emulator with uvicorn."""
 
 from __future__ import annotations
 
@@ -8,16 +8,44 @@ import uvicorn
 
 from . import DEMO_API_KEY
 from .app import create_app
+from .state import Faults
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    defaults = Faults()
     parser = argparse.ArgumentParser(prog="mailchimp-emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--api-key", action="append", dest="api_keys", help=f"accepted key (repeatable; default {DEMO_API_KEY})")
-    parser.add_argument("--state", help="JSON file the state is loaded from and saved to")
-    args = parser.parse_args(argv)
-    uvicorn.run(create_app(args.api_keys), host=args.host, port=args.port, log_level="warning")
+    parser.add_argument(
+        "--api-key", action="append", dest="api_keys", help=f"accepted key or OAuth token (repeatable; default {DEMO_API_KEY})"
+    )
+    parser.add_argument("--state", help="JSON file the state is loaded from at start and saved to (every few seconds and on exit)")
+    parser.add_argument("--latency-ms", type=float, default=defaults.latency_ms, help="added to every /3.0 request")
+    parser.add_argument(
+        "--max-concurrent", type=int, default=defaults.max_concurrent, help="requests in flight per key before 429 (Mailchimp: 10)"
+    )
+    parser.add_argument(
+        "--batch-ops-per-second", type=float, default=defaults.batch_ops_per_second, help="batch processing rate; 0 = as fast as possible"
+    )
+    parser.add_argument(
+        "--results-ttl", type=float, default=defaults.results_ttl_seconds, help="seconds after completion until a batch and its results 404"
+    )
+    parser.add_argument("--stuck-finalizing", action="store_true", help="batches stay in 'finalizing' once all operations ran")
+    parser.add_argument("--log-level", default="warning")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    faults = Faults(
+        latency_ms=args.latency_ms,
+        max_concurrent=args.max_concurrent,
+        batch_ops_per_second=args.batch_ops_per_second,
+        results_ttl_seconds=args.results_ttl,
+        stuck_finalizing=args.stuck_finalizing,
+    )
+    app = create_app(args.api_keys, state_file=args.state, faults=faults)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
 
 
 if __name__ == "__main__":

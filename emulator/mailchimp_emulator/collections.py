@@ -17,13 +17,18 @@ def page(
     extra: dict[str, Any] | None = None,
     render: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Page ``items`` like Mailchimp: default count 10, counts above 1000 are clamped, ``total_items``.
+    """Page ``items`` like Mailchimp: default count 10, counts above 1000 are clamped, ``total_items``;
+    a batched GET without ``count`` gets every item.
 
     ``render`` turns a stored object into its API form; it runs on the returned page only, so paging
     a large collection stays cheap.
     """
     items = list(items)
-    count = min(max(call.param_int("count", 10), 0), MAX_COUNT)
+    if call.from_batch and call.params.get("count") in (None, ""):
+        # Mailchimp pages a batched GET without ``count`` internally and returns every item.
+        count = len(items)
+    else:
+        count = min(max(call.param_int("count", 10), 0), MAX_COUNT)
     offset = max(call.param_int("offset", 0), 0)
     window = items[offset : offset + count]
     body: dict[str, Any] = {key: [render(i) for i in window] if render else window}

@@ -38,10 +38,10 @@ Stored members are dicts in the API's shape plus private keys starting with ``_`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import re
-import secrets
 import time
 from datetime import date, datetime
 from typing import Any
@@ -104,12 +104,10 @@ def find_member(state: EmulatorState, list_id: str, key: str) -> dict[str, Any] 
     if "@" in key:
         return members.get(subscriber_hash(key))
     lowered = key.lower()
-    if _HEX32.match(lowered) and lowered in members:
+    if lowered in members:
         return members[lowered]
-    for member in members.values():
-        if member["contact_id"] == lowered:
-            return member
-    return None
+    by_contact = state.contact_ids.get(list_id, {}).get(lowered)
+    return members.get(by_contact) if by_contact else None
 
 
 def upsert_member(
@@ -188,6 +186,7 @@ def check_email(email: Any) -> str:
     return email
 
 
+@functools.lru_cache(maxsize=8192)
 def looks_fake(email: str) -> bool:
     """True when Mailchimp's emulator would refuse ``email`` as fake or invalid."""
     lowered = email.strip().lower()
@@ -248,8 +247,8 @@ def create_member(
     member: dict[str, Any] = {
         "id": h,
         "email_address": email,
-        "unique_email_id": secrets.token_hex(5),
-        "contact_id": secrets.token_hex(16),
+        "unique_email_id": "%010x" % random.getrandbits(40),
+        "contact_id": "%032x" % random.getrandbits(128),
         "full_name": "",
         "web_id": random.randint(100_000_000, 999_999_999),
         "email_type": "html",
@@ -295,6 +294,7 @@ def create_member(
     if tags:
         _set_tags(state, member, [(name, "active") for name in tags], stamp)
     state.members.setdefault(list_id, {})[h] = member
+    state.contact_ids.setdefault(list_id, {})[member["contact_id"]] = h
     return member
 
 
@@ -338,6 +338,7 @@ def update_member(
         member["email_address"] = new_email
         member["id"] = subscriber_hash(new_email)
         members[member["id"]] = member
+        state.contact_ids.setdefault(list_id, {})[member["contact_id"]] = member["id"]
     elif email is not None and email.strip() != member["email_address"]:
         member["email_address"] = email.strip()  # a change of letter case only
     if status is not None and status != member["status"]:
@@ -725,6 +726,7 @@ def archive_member(call: Call, list_id: str, subscriber_hash: str) -> Reply:
 def delete_member_permanently(call: Call, list_id: str, subscriber_hash: str) -> Reply:
     member = _member_or_404(call, list_id, subscriber_hash)
     del call.state.members[list_id][member["id"]]
+    call.state.contact_ids.get(list_id, {}).pop(member["contact_id"], None)
     call.state.forgotten.setdefault(list_id, []).append(member["id"])
     return no_content()
 

@@ -8,10 +8,14 @@ Everything in this object is plain data (dicts, lists, str, int, float, bool, No
 
 from __future__ import annotations
 
+import functools
+import json
+import os
 import secrets
 import time
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 
@@ -44,6 +48,8 @@ class EmulatorState:
     """list_id -> subscriber_hash -> member object (as returned by the API, with ``tags``)."""
     forgotten: dict[str, list[str]] = field(default_factory=dict)
     """list_id -> subscriber hashes permanently deleted (re-adding fails)."""
+    contact_ids: dict[str, dict[str, str]] = field(default_factory=dict)
+    """list_id -> contact_id -> subscriber hash (so a contact id in the hash slot resolves in O(1))."""
     tags: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     """list_id -> tag name -> ``{"id": int, "name": str}`` (the list's tag registry)."""
     clock: float = 0.0
@@ -71,14 +77,26 @@ class EmulatorState:
     too many pending batches)."""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The state as JSON-able data (shallow: shares the state's own dicts, so dump it at once)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["faults"] = asdict(self.faults)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "EmulatorState":
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
-        kwargs["faults"] = Faults(**kwargs.get("faults", {}))
+        faults = kwargs.get("faults", {})
+        kwargs["faults"] = Faults(**{k: v for k, v in faults.items() if k in {f.name for f in fields(Faults)}})
         return cls(**kwargs)
+
+    def save(self, path: str | Path) -> None:
+        """Write the state to ``path`` as JSON, atomically (a crash never leaves half a file)."""
+        write_json_atomically(path, json.dumps(self.to_json(), separators=(",", ":")))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "EmulatorState":
+        return cls.from_json(json.loads(Path(path).read_text()))
 
     def count(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
@@ -91,6 +109,14 @@ class EmulatorState:
         return self.clock
 
 
+def write_json_atomically(path: str | Path, text: str) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, target)
+
+
 def now_iso() -> str:
     """Mailchimp's timestamp format: second precision with a ``+00:00`` offset."""
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
@@ -98,7 +124,12 @@ def now_iso() -> str:
 
 def iso(epoch: float) -> str:
     """``epoch`` in Mailchimp's timestamp format (second precision, ``+00:00``)."""
-    return datetime.fromtimestamp(int(epoch), timezone.utc).isoformat()
+    return _iso_second(int(epoch))
+
+
+@functools.lru_cache(maxsize=64)
+def _iso_second(second: int) -> str:
+    return datetime.fromtimestamp(second, timezone.utc).isoformat()
 
 
 def parse_iso(value: str) -> float | None:

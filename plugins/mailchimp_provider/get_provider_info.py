@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mailchimp_provider import __version__
+from mailchimp_provider.hooks.credentials import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -17,6 +18,9 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "connection-type": "mailchimp",
                 "hook-class-name": "mailchimp_provider.hooks.mailchimp.MailchimpHook",
+                "hook-name": "Mailchimp",
+                "conn-fields": CONN_FIELDS,
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
             }
         ],
         "hooks": [

@@ -45,7 +45,8 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     EXTRA_SERVER_PREFIX: {
         "label": "Server prefix (data center, e.g. us6)",
         "schema": {"type": ["string", "null"]},
-        "description": "Required with an OAuth token: the 'dc' from https://login.mailchimp.com/oauth2/metadata.",
+        "description": "Required with an OAuth token: the 'dc' from "
+        "https://login.mailchimp.com/oauth2/metadata.",
     },
     EXTRA_MAX_IN_FLIGHT: {
         "label": "Max requests in flight per worker process",
@@ -98,7 +99,7 @@ class MailchimpCredentials:
 
     @property
     def is_emulator(self) -> bool:
-        return _is_loopback(urlsplit(self.base_url).hostname or "")
+        return is_loopback_host(urlsplit(self.base_url).hostname or "")
 
 
 def mailchimp_base_url(dc: str) -> str:
@@ -131,7 +132,7 @@ def parse_api_key(key: str, conn_id: str | None = None) -> str:
     return match.group(1)
 
 
-def _is_loopback(hostname: str) -> bool:
+def is_loopback_host(hostname: str) -> bool:
     if hostname.lower() == "localhost":
         return True
     try:
@@ -155,7 +156,7 @@ def check_base_url(url: str, dc: str | None, conn_id: str | None = None) -> str:
             f"The Mailchimp base URL{where} must not carry credentials, a query or a fragment: "
             f"{parts.scheme}://{host}{parts.path}"
         )
-    if _is_loopback(host):
+    if is_loopback_host(host):
         if parts.scheme != "http":
             raise MailchimpConfigError(
                 f"The Mailchimp base URL{where} points at a loopback host ({host}); only the local "
@@ -185,7 +186,7 @@ def _explicit_base_url(conn: ConnectionLike) -> str | None:
         if "://" in host:
             from_host = host
         else:
-            scheme = "http" if _is_loopback(host.strip("[]")) else "https"
+            scheme = "http" if is_loopback_host(host.strip("[]")) else "https"
             netloc = f"[{host}]" if ":" in host and not host.startswith("[") else host
             from_host = f"{scheme}://{netloc}"
         if conn.port and urlsplit(from_host).port is None:

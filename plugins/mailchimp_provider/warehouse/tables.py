@@ -17,7 +17,7 @@ Two column types make SQLite and PostgreSQL behave the same for callers:
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -70,6 +70,8 @@ def to_utc(value: Any) -> datetime | None:
             value = datetime.fromisoformat(value.strip().replace(" ", "T", 1))
         except ValueError:
             raise ValueError(f"not an ISO-8601 timestamp: {value!r}") from None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
     if not isinstance(value, datetime):
         raise TypeError(f"expected a datetime or ISO-8601 string, got {type(value).__name__}: {value!r}")
     if value.tzinfo is None:
@@ -99,7 +101,7 @@ def _now() -> datetime:
 
 
 def _synced_at() -> sa.Column:
-    return sa.Column("synced_at", UtcDateTime, nullable=False, default=_now)
+    return sa.Column("synced_at", UtcDateTime, nullable=False, default=_now, onupdate=_now)
 
 
 class WarehouseTables:

@@ -1,0 +1,103 @@
+"""mailchimp_audience_sync: warehouse customers -> Mailchimp audience members.
+
+See ``doc_md`` below (shown in the Airflow UI) for what it does and how to run it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Asset, Param, dag, task
+
+from mailchimp_provider.config import audience_config_path, load_audience_config
+from mailchimp_provider.operators.audience import MailchimpAudienceSyncOperator
+
+POOL = "mailchimp_api"
+"""Shared by every Mailchimp task (forward and reverse): Mailchimp allows 10 connections per key.
+Create it once: ``airflow pools set mailchimp_api 8 "Mailchimp API: 10 connections per key"``."""
+
+# Parsed and validated here, so a broken config is a DAG import error naming the file and key.
+# $MAILCHIMP_AUDIENCE_SYNC_CONFIG points at another file (default include/audience_sync.yaml).
+CONFIG_PATH = audience_config_path()
+CONFIG = load_audience_config(CONFIG_PATH)
+
+AUDIENCE_MEMBERS = Asset(
+    name="mailchimp_audience_members",
+    uri="mailchimp://audience/members",
+    
+)
+
+DOC = f"""
+### Mailchimp audience sync
+
+Syncs `include/sql/customers.sql` (connection `{CONFIG.warehouse_conn_id}`) into the Mailchimp
+audience configured in `include/audience_sync.yaml` (or `$MAILCHIMP_AUDIENCE_SYNC_CONFIG`) (connection `{CONFIG.mailchimp_conn_id}`),
+through Mailchimp batch operations.
+
+* **Only changes are sent.** Each member's payload is hashed; `mailchimp_sync_state` keeps the hash
+  Mailchimp confirmed. Run with `full_refresh` to resend everything.
+* **Consent first.** New members get `status_if_new` = `subscribed` with `marketing_opt_in`
+  (`pending` with double opt-in) and `transactional` otherwise; an existing member's status is
+  never raised; withdrawn consent (`marketing_opt_in` true -> false, or `no_marketing`)
+  unsubscribes. `no_marketing` rows are never added; guests send only their first name.
+* **Email changes** rename the existing member (no duplicate); **erasure requests**
+  (`marketing_erasure_requests`) permanently delete the member, who is never sent again.
+* **Tags** from `customer_type` and `tags`; only tags this sync added are ever removed.
+* **Every record's outcome** is in `mailchimp_sync_result` (one row per record and run:
+  ok / failed / skipped with reason, HTTP status, error title and detail, batch id). A record that
+  fails `{CONFIG.sync.max_attempts}` runs in a row is quarantined until its source row changes.
+* **Dry run** (`dry_run`): the plan is recorded with `outcome = 'planned'`; nothing is sent.
+* The task log ends with a summary table; the task fails when more than
+  {CONFIG.sync.max_failure_share:.0%} of the writes failed, naming the top errors and the query
+  that lists them.
+* Safe to retry or clear at any point: batches already submitted are re-attached, not resent.
+
+Needs the pool `{POOL}`: `airflow pools set {POOL} 8 "Mailchimp API: 10 connections per key"`.
+"""
+
+
+@dag(
+    dag_id="mailchimp_audience_sync",
+    schedule=None,
+    start_date=datetime(2024, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=DOC,
+    tags=["mailchimp", "forward-sync"],
+    params={
+        "full_refresh": Param(False, type="boolean", description="Resend every customer, changed or not."),
+        "dry_run": Param(False, type="boolean", description="Record the plan in mailchimp_sync_result; send nothing."),
+    },
+    default_args={
+        "retries": 3,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+        "pool": POOL,
+    },
+)
+def mailchimp_audience_sync() -> None:
+    @task
+    def ensure_audience() -> str:
+        """Find or create the audience, create missing merge fields and check the mapping against
+        it (before any member is written); create the bookkeeping tables. Returns the list id."""
+        from mailchimp_provider.hooks.mailchimp import MailchimpHook
+        from mailchimp_provider.sync.audience import ensure_audience as ensure
+        from mailchimp_provider.warehouse.connection import get_engine
+        from mailchimp_provider.warehouse.tables import WarehouseTables
+
+        WarehouseTables(CONFIG.table_prefix, CONFIG.table_schema).create_all(get_engine(CONFIG.warehouse_conn_id))
+        check = ensure(MailchimpHook(mailchimp_conn_id=CONFIG.mailchimp_conn_id), CONFIG, source=str(CONFIG_PATH))
+        return check.list_id
+
+    list_id = ensure_audience()
+    MailchimpAudienceSyncOperator(
+        task_id="sync_members",
+        list_id=list_id,
+        config_path=str(CONFIG_PATH),
+        outlets=[AUDIENCE_MEMBERS],
+        doc_md="Plans, sends (batches) and records the member writes; the log ends with the summary table.",
+    )
+
+
+mailchimp_audience_sync()

@@ -1,0 +1,87 @@
+"""mailchimp_ecommerce_sync: warehouse commerce data -> a Mailchimp E-commerce store.
+
+See ``doc_md`` below (shown in the Airflow UI) for what it does and how to run it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Asset, dag
+
+from mailchimp_provider.operators.ecommerce import PLURAL, ecommerce_sync_params, ecommerce_sync_tasks
+from mailchimp_provider.sync.ecommerce_config import DEFAULT_ECOMMERCE_CONFIG, ENTITIES, load_ecommerce_config
+
+POOL = "mailchimp_api"
+"""Shared by every Mailchimp task (forward and reverse): Mailchimp allows 10 connections per key.
+Create it once: ``airflow pools set mailchimp_api 8 "Mailchimp API: 10 connections per key"``."""
+
+# Parsed and validated here, so a broken config is a DAG import error naming the file and key.
+CONFIG = load_ecommerce_config(DEFAULT_ECOMMERCE_CONFIG)
+
+ASSETS = {
+    entity: Asset(
+        name=f"mailchimp_ecommerce_{PLURAL[entity]}",
+        uri=f"mailchimp://ecommerce/{PLURAL[entity]}",
+        extra={"config": DEFAULT_ECOMMERCE_CONFIG.name, "store_id": CONFIG.store.id},
+    )
+    for entity in ENTITIES
+}
+
+DOC = f"""
+### Mailchimp e-commerce sync
+
+Syncs the warehouse's commerce tables (`include/sql/*.sql`, connection `{CONFIG.warehouse_conn_id}`)
+into the Mailchimp E-commerce store `{CONFIG.store.id}` (connection `{CONFIG.mailchimp_conn_id}`),
+so marketers can segment by purchases and send product recommendations.
+
+* **Store** ensured from `include/ecommerce_sync.yaml` (id, name, currency, domain, audience). On
+  the first run into the store and on a full refresh it is flagged `is_syncing` (Mailchimp then
+  fires no automations on history); the `release_store` teardown clears the flag, also when the
+  run fails.
+* **Dependency order:** customers -> products (with all variants) -> promo rules -> promo codes ->
+  orders (with lines and promos). An order whose customer or product has not reached Mailchimp is
+  skipped with that reason and goes out in the first run after its dependency has.
+* **Create vs update** from `mailchimp_sync_state`: customers PUT; products, promo rules, codes and
+  orders POST when new and PATCH when changed. "Already exists" on a POST is healed into a PATCH
+  in the same run (and 404 on a PATCH into a POST), at most once: never a loop.
+* **Only changes are sent** (payload hash); an order is never sent twice, a status change, refund
+  or cancellation is one PATCH. Pending and cancelled orders are sent with those statuses, so
+  they never count as revenue.
+* **Consent** as in the audience sync: `opt_in_status` from `marketing_opt_in` for new customers,
+  an existing member's status is never changed, `no_marketing` customers are never sent.
+* **Bad rows** (negative quantity, unknown currency, promo amount out of range, ids over 50
+  characters, missing required fields) are skipped before any request with a reason naming the
+  field (`mailchimp_sync_result.reason` / `error_detail`); the rest of the run goes on.
+* **Dry run** (`dry_run`): the plan is recorded with `outcome = 'planned'`; nothing is sent.
+  `entities` limits the run to some entities (default: all).
+* Each task's log ends with a summary table; `release_store` logs the per-entity counts of the
+  run. A task fails when more than {CONFIG.sync.max_failure_share:.0%} of its writes failed.
+* Safe to retry or clear at any point: batches already submitted are re-attached, not resent.
+
+Needs the pool `{POOL}`: `airflow pools set {POOL} 8 "Mailchimp API: 10 connections per key"`.
+"""
+
+
+@dag(
+    dag_id="mailchimp_ecommerce_sync",
+    schedule=None,
+    start_date=datetime(2024, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=DOC,
+    tags=["mailchimp", "forward-sync", "ecommerce"],
+    params=ecommerce_sync_params(),
+    default_args={
+        "retries": 3,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+        "pool": POOL,
+    },
+)
+def mailchimp_ecommerce_sync() -> None:
+    ecommerce_sync_tasks(DEFAULT_ECOMMERCE_CONFIG, outlets={entity: [asset] for entity, asset in ASSETS.items()})
+
+
+mailchimp_ecommerce_sync()

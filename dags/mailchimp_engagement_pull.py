@@ -1,0 +1,108 @@
+"""mailchimp_engagement_pull: Mailchimp lists, members, unsubscribes, campaigns and email activity
+into the warehouse, with Fivetran's column names.
+
+See ``DOC`` below (shown in the Airflow UI) for what it does and how to run it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, Asset
+
+from mailchimp_provider.operators.engagement import (
+    MailchimpAudiencePullOperator,
+    MailchimpCampaignPullOperator,
+    MailchimpEmailActivityPullOperator,
+)
+from mailchimp_provider.reverse.config import EngagementConfig, config_path, load_config
+from mailchimp_provider.warehouse.tables import WarehouseTables
+
+DAG_ID = "mailchimp_engagement_pull"
+POOL = "mailchimp_api"
+"""Shared by every Mailchimp task (forward and reverse): Mailchimp allows 10 connections per key.
+Create it once: ``airflow pools set mailchimp_api 8 "Mailchimp API: 10 connections per key"``."""
+
+DOC = """
+### Mailchimp engagement pull
+
+Reads Mailchimp into the warehouse tables analysts query next to orders (columns follow the
+Fivetran Mailchimp schema, so `fivetran/dbt_mailchimp`-style models work):
+
+| task | tables |
+|---|---|
+| `pull_audiences` | `mailchimp_list`, `mailchimp_member` (incremental on `last_changed`), list-level rows of `mailchimp_unsubscribe` |
+| `pull_campaigns` | `mailchimp_campaign` (settings + report summary; recently sent campaigns refreshed every run), campaign rows of `mailchimp_unsubscribe` |
+| `pull_email_activity` | `mailchimp_campaign_recipient_activity` (open / click / bounce), via batch operations, waiting deferrably |
+
+* **Incremental and idempotent.** Bookmarks live in `mailchimp_watermark` and move only in the
+  transaction that commits the rows they cover. Every write is an upsert on the contract key, so
+  a rerun, a retry or an overlapping window leaves the same rows; each window starts a lookback
+  before its bookmark because Mailchimp's `since` bounds are exclusive.
+* **Stalled or expired batches** are abandoned and re-sent; if that keeps happening the task fails
+  with every bookmark intact and the next run goes on from them.
+* **Consent.** `mailchimp_member.status` is what the audience sync reads so that people who
+  unsubscribed or were cleaned in Mailchimp are never subscribed again.
+* The log of each task says how many rows each table gained and changed; each table is an Asset
+  (`warehouse://<conn>/<table>`) that downstream DAGs can be scheduled on.
+
+Configuration: `include/engagement_pull.yaml` (or `$MAILCHIMP_ENGAGEMENT_PULL_CONFIG`): which
+audiences, the recent-campaign window, lookbacks, batch chunk size.
+Needs the pool `mailchimp_api`: `airflow pools set mailchimp_api 8 "Mailchimp API: 10 connections per key"`.
+"""
+
+
+def table_assets(config: EngagementConfig) -> dict[str, Asset]:
+    """One Asset per table the DAG writes, keyed by table kind (``list``, ``member``, ...)."""
+    tables = WarehouseTables(config.table_prefix, config.schema)
+    assets = {}
+    for kind in ("list", "member", "unsubscribe", "campaign", "activity"):
+        name = tables.table_name(kind)
+        assets[kind] = Asset(
+            name=name,
+            uri=f"warehouse://{config.warehouse_conn_id}/{name}",
+            group="mailchimp",
+            extra={"source": "mailchimp", "dag_id": DAG_ID},
+        )
+    return assets
+
+
+def build_dag(config: EngagementConfig, *, dag_id: str = DAG_ID, schedule: str | None = "@hourly") -> DAG:
+    """The engagement pull DAG for ``config`` (tests build it with their own config)."""
+    assets = table_assets(config)
+    with DAG(
+        dag_id=dag_id,
+        schedule=schedule,
+        start_date=datetime(2024, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        doc_md=DOC,
+        tags=["mailchimp", "engagement", "reverse"],
+        default_args={
+            "retries": 2,
+            "retry_delay": timedelta(minutes=2),
+            "pool": POOL,
+        },
+    ) as dag:
+        audiences = MailchimpAudiencePullOperator(
+            task_id="pull_audiences",
+            config=config,
+            outlets=[assets["list"], assets["member"], assets["unsubscribe"]],
+        )
+        campaigns = MailchimpCampaignPullOperator(
+            task_id="pull_campaigns",
+            config=config,
+            outlets=[assets["campaign"], assets["unsubscribe"]],
+        )
+        activity = MailchimpEmailActivityPullOperator(
+            task_id="pull_email_activity",
+            config=config,
+            outlets=[assets["activity"]],
+        )
+        # Activity is planned from mailchimp_campaign; the member pull runs after the campaign pull
+        # only to keep one writer at a time on an embedded (SQLite) warehouse.
+        campaigns >> [activity, audiences]
+    return dag
+
+
+dag = build_dag(load_config(config_path()))

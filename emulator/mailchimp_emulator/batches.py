@@ -1,0 +1,362 @@
+"""Batch operations: ``/batches`` routes, the background processor and the results archive.
+
+Mailchimp runs one batch at a time per account ("Since only one batch request is run at a time,
+this can be used to cancel a long running request"), so :class:`BatchProcessor` is a single
+asyncio task that takes the oldest pending batch, moves it through
+``pending -> preprocessing -> started -> finalizing -> finished`` and runs every operation through
+``router.dispatch`` exactly like a direct call. It yields to the event loop every
+:data:`SLICE` operations so status polls stay responsive, and honours
+``Faults.batch_ops_per_second`` (gradual progress) and ``Faults.stuck_finalizing``.
+
+The results archive copies a real one (facts §5.4): gzip whose FNAME is ``<id>.tar``, a GNU tar
+whose first entry is ``./``, then ``./<10hex>.json`` files, each a JSON array of
+``{"status_code", "operation_id", "response"}`` (``response`` a JSON string, ``operation_id`` null
+when none was given). Results are split over several files whose order is not the submission
+order, and one file is always the empty array ``[]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import io
+import json
+import math
+import secrets
+import tarfile
+import time
+from typing import Any, Callable
+from urllib.parse import parse_qsl
+
+from .collections import filter_fields, page
+from .errors import ApiError, json_parse_error, not_found, schema_error
+from .routing import Call, Reply, no_content, ok, router
+from .state import EmulatorState, iso, new_id
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+MAX_PENDING = 500
+SLICE = 1000
+"""Operations run between two yields to the event loop."""
+RESULTS_PER_FILE = 1000
+URL_LIFETIME_SECONDS = 600
+"""``Expires`` of a results URL: Mailchimp's presigned S3 URLs last about 10 minutes."""
+IDLE_POLL_SECONDS = 0.02
+_compact = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+
+# ------------------------------------------------------------------------------------------------
+# routes
+# ------------------------------------------------------------------------------------------------
+def _validate_operations(raw: Any) -> list[dict[str, Any]]:
+    if not isinstance(raw, list) or not raw:
+        raise schema_error([{"field": "", "message": "Required fields were not provided: operations"}])
+    errors: list[dict[str, str]] = []
+    for index, op in enumerate(raw):
+        where = f"operations.item:{index}"
+        if not isinstance(op, dict):
+            errors.append({"field": where, "message": "Schema describes object"})
+            continue
+        missing = [k for k in ("method", "path") if not op.get(k)]
+        if missing:
+            errors.append({"field": where, "message": "Required fields were not provided: " + ", ".join(missing)})
+            continue
+        if str(op["method"]).upper() not in METHODS:
+            errors.append({"field": f"{where}.method", "message": "Value is not one of the allowed values: " + ", ".join(METHODS)})
+        if not isinstance(op["path"], str):
+            errors.append({"field": f"{where}.path", "message": "Schema describes string"})
+        if op.get("body") is not None and not isinstance(op["body"], str):
+            errors.append({"field": f"{where}.body", "message": f"Schema describes string, {type(op['body']).__name__} found instead"})
+        if op.get("params") is not None and not isinstance(op["params"], dict):
+            errors.append({"field": f"{where}.params", "message": "Schema describes object"})
+        if op.get("operation_id") is not None and not isinstance(op["operation_id"], str):
+            errors.append({"field": f"{where}.operation_id", "message": "Schema describes string"})
+        if len(errors) >= 20:
+            break
+    if errors:
+        raise schema_error(errors)
+    return raw
+
+
+def open_batch_count(state: EmulatorState) -> int:
+    return sum(1 for b in state.batches.values() if b["status"] != "finished")
+
+
+@router.route("POST", "/batches")
+def start_batch(call: Call) -> Reply:
+    body = call.json_body()
+    state = call.state
+    operations = _validate_operations(body.get("operations"))
+    if open_batch_count(state) >= MAX_PENDING:
+        state.traffic["pending_limit"] = state.traffic.get("pending_limit", 0) + 1
+        raise ApiError(
+            429,
+            "Too Many Requests",
+            f"You have more than {MAX_PENDING} pending batches. Please wait for them to complete before creating more.",
+        )
+    batch_id = new_id()
+    while batch_id in state.batches:
+        batch_id = new_id()
+    state.batches[batch_id] = {
+        "id": batch_id,
+        "status": "pending",
+        "total_operations": 0,
+        "finished_operations": 0,
+        "errored_operations": 0,
+        "submitted_at": iso(time.time()),
+        "completed_at": "",
+        "response_body_url": "",
+        "_root_url": call.root_url,
+        "_completed": 0.0,
+    }
+    state.batch_operations[batch_id] = operations
+    return ok(batch_view(state.batches[batch_id], call.root_url))
+
+
+def batch_view(batch: dict[str, Any], root_url: str = "") -> dict[str, Any]:
+    """The API form of a batch; a finished batch gets a fresh presigned-style results URL."""
+    view = {k: v for k, v in batch.items() if not k.startswith("_")}
+    if batch["status"] == "finished" and batch.get("_has_results"):
+        expires = int(time.time()) + URL_LIFETIME_SECONDS
+        root = root_url or batch.get("_root_url") or ""
+        view["response_body_url"] = f"{root}/_emulator/batch-results/{batch['id']}.tar.gz?Expires={expires}"
+    view["_links"] = [
+        {"rel": "parent", "href": "/3.0/batches", "method": "GET"},
+        {"rel": "self", "href": f"/3.0/batches/{batch['id']}", "method": "GET"},
+        {"rel": "delete", "href": f"/3.0/batches/{batch['id']}", "method": "DELETE"},
+    ]
+    return view
+
+
+def is_expired(state: EmulatorState, batch: dict[str, Any]) -> bool:
+    """True once ``results_ttl_seconds`` have passed since the batch finished."""
+    return batch["status"] == "finished" and time.time() > batch["_completed"] + state.faults.results_ttl_seconds
+
+
+def purge_expired(state: EmulatorState) -> None:
+    for batch_id in [b["id"] for b in state.batches.values() if is_expired(state, b)]:
+        forget_batch(state, batch_id)
+
+
+def forget_batch(state: EmulatorState, batch_id: str) -> None:
+    state.batches.pop(batch_id, None)
+    state.batch_operations.pop(batch_id, None)
+    state.batch_results.pop(batch_id, None)
+
+
+def live_batch(state: EmulatorState, batch_id: str) -> dict[str, Any]:
+    """The batch, or 404 if unknown, deleted or expired (Mailchimp forgets old batches)."""
+    purge_expired(state)
+    batch = state.batches.get(batch_id)
+    if batch is None:
+        raise not_found()
+    return batch
+
+
+def results_archive(state: EmulatorState, batch_id: str) -> bytes | None:
+    """The gzipped tar of a finished, unexpired batch (None otherwise)."""
+    purge_expired(state)
+    encoded = state.batch_results.get(batch_id)
+    return base64.b64decode(encoded) if encoded else None
+
+
+@router.route("GET", "/batches")
+def list_batches(call: Call) -> Reply:
+    purge_expired(call.state)
+    return ok(page(call, list(call.state.batches.values()), "batches", render=lambda b: batch_view(b, call.root_url)))
+
+
+@router.route("GET", "/batches/{batch_id}")
+def get_batch(call: Call, batch_id: str) -> Reply:
+    return ok(filter_fields(call, batch_view(live_batch(call.state, batch_id), call.root_url)))
+
+
+@router.route("DELETE", "/batches/{batch_id}")
+def delete_batch(call: Call, batch_id: str) -> Reply:
+    live_batch(call.state, batch_id)
+    forget_batch(call.state, batch_id)  # the processor notices and stops this batch
+    return no_content()
+
+
+# ------------------------------------------------------------------------------------------------
+# running operations
+# ------------------------------------------------------------------------------------------------
+def _param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_param(v) for v in value)
+    return str(value)
+
+
+def run_operation(state: EmulatorState, op: dict[str, Any], root_url: str) -> tuple[int, Any, str]:
+    """Run one batch operation through the route table: ``(status_code, operation_id, response)``."""
+    operation_id = op.get("operation_id")
+    path, _, query = str(op["path"]).partition("?")
+    if path.startswith("/3.0/") or path == "/3.0":
+        path = path[4:]
+    if not path.startswith("/"):
+        path = "/" + path
+    params = dict(parse_qsl(query))
+    for key, value in (op.get("params") or {}).items():
+        params[key] = _param(value)
+    try:
+        raw = op.get("body")
+        body = None
+        if raw and raw.strip():
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                raise json_parse_error() from None
+        call = Call(str(op["method"]).upper(), path, params, body, state, from_batch=True, root_url=root_url)
+        reply = router.dispatch(call)
+    except ApiError as err:
+        return err.status, operation_id, json.dumps(err.to_body(), separators=(",", ":"))
+    except Exception as exc:  # a handler bug must not kill the processor: report it like Mailchimp would
+        err = ApiError(500, "Internal Server Error", f"An unexpected internal error has occurred ({type(exc).__name__}).")
+        return 500, operation_id, json.dumps(err.to_body(), separators=(",", ":"))
+    response = "" if reply.body is None else _compact(reply.body)
+    return reply.status, operation_id, response
+
+
+def build_archive(batch_id: str, results: list[tuple[int, Any, str]]) -> bytes:
+    """The gzipped GNU tar of ``results`` (see the module docstring for the layout)."""
+    files: list[bytes] = [b"[]"]
+    if results:
+        n_files = 1 if len(results) == 1 else max(2, math.ceil(len(results) / RESULTS_PER_FILE))
+        size = math.ceil(len(results) / n_files)
+        for start in range(0, len(results), size):
+            chunk = results[start : start + size]
+            files.append(
+                (
+                    "["
+                    + ",".join(
+                        json.dumps(
+                            {"status_code": s, "operation_id": o, "response": r.replace("/", "\\/")},
+                            separators=(",", ":"),
+                        )
+                        for s, o, r in chunk
+                    )
+                    + "]"
+                ).encode()
+            )
+    named = sorted(((secrets.token_hex(5), data) for data in files), key=lambda item: item[0])
+    mtime = int(time.time())
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        directory = tarfile.TarInfo("./")
+        directory.type = tarfile.DIRTYPE
+        directory.mode = 0o755
+        directory.mtime = mtime
+        directory.uname = directory.gname = "root"
+        tar.addfile(directory)
+        for name, data in named:
+            info = tarfile.TarInfo(f"./{name}.json")
+            info.size = len(data)
+            info.mode = 0o666
+            info.mtime = mtime
+            info.uname = info.gname = "root"
+            tar.addfile(info, io.BytesIO(data))
+    out = io.BytesIO()
+    with gzip.GzipFile(filename=f"{batch_id}.tar", mode="wb", fileobj=out, compresslevel=5, mtime=mtime) as gz:
+        gz.write(raw.getbuffer())
+    return out.getvalue()
+
+
+class BatchProcessor:
+    """The background task that runs batches one at a time (started in the app's lifespan)."""
+
+    def __init__(self, get_state: Callable[[], EmulatorState]) -> None:
+        self._get_state = get_state
+        self._stuck: dict[str, tuple[EmulatorState, list[tuple[int, Any, str]]]] = {}
+
+    async def run(self) -> None:
+        while True:
+            state = self._get_state()
+            await self._release_stuck(state)
+            batch_id = next((b["id"] for b in state.batches.values() if b["status"] == "pending"), None)
+            if batch_id is None:
+                await asyncio.sleep(IDLE_POLL_SECONDS)
+                continue
+            await self._process(state, batch_id)
+
+    def _alive(self, state: EmulatorState, batch_id: str) -> bool:
+        return state is self._get_state() and batch_id in state.batches
+
+    async def _process(self, state: EmulatorState, batch_id: str) -> None:
+        batch = state.batches[batch_id]
+        batch["status"] = "preprocessing"
+        await asyncio.sleep(0)
+        if not self._alive(state, batch_id):
+            return
+        operations = state.batch_operations.get(batch_id, [])
+        batch["total_operations"] = len(operations)
+        batch["status"] = "started"
+        root_url = batch.get("_root_url", "")
+        results: list[tuple[int, Any, str]] = []
+        errored = 0
+        done = 0
+        budget = 0.0
+        last = time.monotonic()
+        while done < len(operations):
+            if not self._alive(state, batch_id):
+                return
+            rate = state.faults.batch_ops_per_second
+            if rate > 0:
+                now = time.monotonic()
+                budget = min(budget + (now - last) * rate, max(rate, 1.0))
+                last = now
+                take = min(SLICE, int(budget))
+                if take < 1:
+                    await asyncio.sleep(min(0.05, max(0.005, (1 - budget) / rate)))
+                    continue
+                budget -= take
+            else:
+                take = SLICE
+            for op in operations[done : done + take]:
+                outcome = run_operation(state, op, root_url)
+                results.append(outcome)
+                if outcome[0] >= 400:
+                    errored += 1
+            done += len(operations[done : done + take])
+            batch["finished_operations"] = done
+            batch["errored_operations"] = errored
+            await asyncio.sleep(0)
+        batch["status"] = "finalizing"
+        if state.faults.stuck_finalizing:
+            self._stuck[batch_id] = (state, results)
+            return
+        await self._finalize(state, batch_id, results)
+
+    async def _finalize(self, state: EmulatorState, batch_id: str, results: list[tuple[int, Any, str]]) -> None:
+        archive = await asyncio.to_thread(build_archive, batch_id, results)
+        encoded = await asyncio.to_thread(lambda: base64.b64encode(archive).decode("ascii"))
+        if not self._alive(state, batch_id):
+            return
+        batch = state.batches[batch_id]
+        state.batch_results[batch_id] = encoded
+        state.batch_operations.pop(batch_id, None)
+        batch["_completed"] = time.time()
+        batch["_has_results"] = True
+        batch["completed_at"] = iso(batch["_completed"])
+        batch["status"] = "finished"
+
+    async def _release_stuck(self, state: EmulatorState) -> None:
+        """Finish batches held in ``finalizing`` once the ``stuck_finalizing`` fault is switched off."""
+        for batch_id, (owner, results) in list(self._stuck.items()):
+            if owner is not state or batch_id not in owner.batches:
+                del self._stuck[batch_id]
+            elif not state.faults.stuck_finalizing:
+                del self._stuck[batch_id]
+                await self._finalize(owner, batch_id, results)
+
+
+def requeue_interrupted(state: EmulatorState) -> None:
+    """After loading saved state, batches caught mid-run start again from ``pending``.
+
+    Their operations are re-applied from the start; member PUT upserts are idempotent, which is
+    what batches are used for.
+    """
+    for batch in state.batches.values():
+        if batch["status"] != "finished":
+            batch.update(status="pending", total_operations=0, finished_operations=0, errored_operations=0)

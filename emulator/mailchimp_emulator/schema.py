@@ -1,0 +1,144 @@
+"""Request-body schemas: validate a JSON body and answer like Mailchimp when it does not fit.
+
+Mailchimp answers schema problems with ``400 Invalid Resource`` and an ``errors`` array of
+``{field, message}``: missing required properties are reported together on the containing object
+(``field`` is ``""`` at the top level, ``lines.item:0`` inside an array), wrong types as
+"Schema describes string, NULL found instead". Validation collects every problem before answering,
+so a client sees all of them at once. Used by the e-commerce and campaign modules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from .errors import ApiError, schema_error
+
+
+@dataclass(frozen=True)
+class Field:
+    """The schema of one JSON value.
+
+    ``kind`` is a JSON-schema type name. ``id_like`` strings also accept numbers (stored as text,
+    as the newer SDKs send ids as ``string | number``); ``number`` also accepts numeric strings.
+    """
+
+    kind: str
+    max_length: int | None = None
+    enum: tuple[str, ...] = ()
+    props: Mapping[str, "Field"] | None = None
+    required: tuple[str, ...] = ()
+    items: "Field | None" = None
+    id_like: bool = False
+
+
+_JSON_TYPE_NAMES = {
+    type(None): "NULL",
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    str: "string",
+    list: "array",
+    dict: "object",
+}
+
+
+def _type_name(value: Any) -> str:
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _check(value: Any, spec: Field, path: str, errors: list[dict[str, str]], *, partial: bool = False) -> Any:
+    """Return ``value`` normalised to ``spec``; append ``{field, message}`` for each problem."""
+    mismatch = {"field": path, "message": f"Schema describes {spec.kind}, {_type_name(value)} found instead"}
+    if spec.kind == "string":
+        if spec.id_like and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            errors.append(mismatch)
+            return value
+        if spec.max_length is not None and len(value) > spec.max_length:
+            message = f"String is too long ({len(value)} characters); the maximum is {spec.max_length}."
+            errors.append({"field": path, "message": message})
+        if spec.enum and value not in spec.enum:
+            message = f"Value is not one of the allowed values: {', '.join(spec.enum)}."
+            errors.append({"field": path, "message": message})
+        return value
+    if spec.kind == "number":
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                errors.append(mismatch)
+                return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            errors.append(mismatch)
+            return value
+        return float(value)
+    if spec.kind == "integer":
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors.append(mismatch)
+        return value
+    if spec.kind == "boolean":
+        if not isinstance(value, bool):
+            errors.append(mismatch)
+        return value
+    if spec.kind == "object":
+        if not isinstance(value, dict):
+            errors.append(mismatch)
+            return value
+        return _check_object(value, spec, path, errors, partial=partial)
+    if spec.kind == "array":
+        if not isinstance(value, list):
+            errors.append(mismatch)
+            return value
+        item_spec = spec.items or Field("string")
+        return [_check(v, item_spec, f"{path}.item:{i}", errors) for i, v in enumerate(value)]
+    raise AssertionError(f"unknown schema kind {spec.kind!r}")
+
+
+def _check_object(
+    value: dict[str, Any], spec: Field, path: str, errors: list[dict[str, str]], *, partial: bool
+) -> dict[str, Any]:
+    missing = [name for name in spec.required if value.get(name) in (None, "")] if not partial else []
+    if missing:
+        errors.append({"field": path, "message": "Required fields were not provided: " + ", ".join(missing)})
+    out: dict[str, Any] = {}
+    for name, sub in (spec.props or {}).items():
+        if name not in value or name in missing:
+            continue
+        out[name] = _check(value[name], sub, f"{path}.{name}" if path else name, errors)
+    return out
+
+
+def validate(body: Any, spec: Field, *, partial: bool = False) -> dict[str, Any]:
+    """Validate a request body; ``partial`` (PATCH) skips the top-level required fields.
+
+    Unknown properties are ignored, as Mailchimp does. Raises 400 Invalid Resource listing every
+    problem found.
+    """
+    errors: list[dict[str, str]] = []
+    if not isinstance(body, dict):
+        message = f"Schema describes object, {_type_name(body)} found instead"
+        raise schema_error([{"field": "", "message": message}])
+    out = _check_object(body, spec, "", errors, partial=partial)
+    if errors:
+        raise schema_error(errors)
+    return out
+
+
+def field_error(name: str, message: str) -> ApiError:
+    """A 400 Invalid Resource naming one field (for rules a schema cannot express)."""
+    return schema_error([{"field": name, "message": message}])
+
+
+def parse_time(value: str, name: str) -> datetime:
+    """Parse an ISO 8601 timestamp (``Z`` or an offset; naive means UTC) or answer 400 naming ``name``."""
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        message = f"'{value}' is not a valid ISO 8601 date-time, e.g. 2015-10-21T15:41:36+00:00."
+        raise field_error(name, message) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

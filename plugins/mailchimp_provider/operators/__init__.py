@@ -1,0 +1,1 @@
+"""Operators: ``operators.base`` (the batch lifecycle driver) and ``operators.batch`` (generic batches)."""

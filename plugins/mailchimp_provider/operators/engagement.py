@@ -1,0 +1,266 @@
+"""Operators of the engagement pull (Mailchimp -> warehouse); the DAG is ``mailchimp_engagement_pull``.
+
+* ``MailchimpAudiencePullOperator``      lists, members (incremental), list-level unsubscribes
+* ``MailchimpCampaignPullOperator``      sent campaigns + report summary, campaign unsubscribes
+* ``MailchimpEmailActivityPullOperator`` opens / clicks / bounces of many campaigns per batch
+
+Each logs, per table, how many rows it gained and changed, and returns those counts (XCom). The
+configuration is ``EngagementConfig`` (``include/engagement_pull.yaml``), kept on the operator as
+its JSON form so the operator serialises like any other.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Iterator
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException
+
+from mailchimp_provider.operators.base import MailchimpBatchLifecycleOperator
+from mailchimp_provider.reverse.config import EngagementConfig, config_from_dict
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from airflow.sdk import Context
+
+    from mailchimp_provider.batches.results import OperationResult
+    from mailchimp_provider.hooks.mailchimp import MailchimpHook
+    from mailchimp_provider.reverse.loading import LoadStats
+    from mailchimp_provider.warehouse.tables import WarehouseTables
+
+__all__ = [
+    "MailchimpAudiencePullOperator",
+    "MailchimpCampaignPullOperator",
+    "MailchimpEmailActivityPullOperator",
+]
+
+# Tables each operator writes: every one of them appears in the log line, zero or not.
+_WRITES = {
+    "audiences": ("list", "member", "unsubscribe"),
+    "campaigns": ("campaign", "unsubscribe"),
+    "activity": ("activity",),
+}
+
+
+class _EngagementMixin:
+    """Config, warehouse and hook shared by the three operators."""
+
+    engagement_config: dict[str, Any]
+    log: Any
+
+    @cached_property
+    def config(self) -> EngagementConfig:
+        return config_from_dict(self.engagement_config, source=f"task {getattr(self, 'task_id', '?')} config")
+
+    @cached_property
+    def tables(self) -> "WarehouseTables":
+        from mailchimp_provider.warehouse.tables import WarehouseTables
+
+        return WarehouseTables(self.config.table_prefix, self.config.schema)
+
+    @cached_property
+    def engine(self) -> "sa.Engine":
+        from mailchimp_provider.warehouse.connection import get_engine
+
+        engine = get_engine(self.config.warehouse_conn_id)
+        self.tables.create_all(engine)
+        return engine
+
+    def pull_hook(self) -> "MailchimpHook":
+        from mailchimp_provider.hooks.mailchimp import MailchimpHook
+
+        return MailchimpHook(mailchimp_conn_id=self.config.mailchimp_conn_id)
+
+    def report(self, stats: "LoadStats", what: str) -> dict[str, dict[str, int]]:
+        """Log the per-table counts (every table this operator writes) and return them for XCom."""
+        from mailchimp_provider.reverse.loading import LoadCounts
+
+        for kind in _WRITES[what]:
+            stats.tables.setdefault(self.tables.table_name(kind), LoadCounts())
+        stats.log(self.log)
+        return stats.to_dict()
+
+
+def _config_dict(config: EngagementConfig | dict[str, Any] | None) -> dict[str, Any]:
+    if config is None:
+        return EngagementConfig().to_dict()
+    if isinstance(config, EngagementConfig):
+        return config.to_dict()
+    return config_from_dict(config).to_dict()  # validate now: a bad config fails at DAG parse time
+
+
+class MailchimpAudiencePullOperator(_EngagementMixin, BaseOperator):
+    """Lists and members of the configured audiences into ``mailchimp_list`` / ``mailchimp_member``.
+
+    Members are read incrementally by ``last_changed`` (inclusive lookback, de-duplicated on
+    ``(list_id, member_id)``); a member whose status became ``unsubscribed`` also adds a list-level
+    row to ``mailchimp_unsubscribe``. See ``mailchimp_provider.reverse.audiences``.
+    """
+
+    template_fields = ()
+    ui_color = "#ffe01b"
+
+    def __init__(self, *, config: EngagementConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.engagement_config = _config_dict(config)
+
+    def execute(self, context: "Context") -> dict[str, dict[str, int]]:
+        from mailchimp_provider.reverse.audiences import pull_audiences
+
+        stats = pull_audiences(self.pull_hook(), self.engine, self.tables, self.config)
+        return self.report(stats, "audiences")
+
+
+class MailchimpCampaignPullOperator(_EngagementMixin, BaseOperator):
+    """Sent campaigns (settings + report summary) into ``mailchimp_campaign``, and their unsubscribe
+    reports into ``mailchimp_unsubscribe``. Campaigns sent within ``campaigns.recent_window_days``
+    are refreshed every run. See ``mailchimp_provider.reverse.campaigns``."""
+
+    template_fields = ()
+    ui_color = "#ffe01b"
+
+    def __init__(self, *, config: EngagementConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.engagement_config = _config_dict(config)
+
+    def execute(self, context: "Context") -> dict[str, dict[str, int]]:
+        from mailchimp_provider.reverse.campaigns import pull_campaigns
+
+        stats = pull_campaigns(self.pull_hook(), self.engine, self.tables, self.config)
+        return self.report(stats, "campaigns")
+
+
+class MailchimpEmailActivityPullOperator(_EngagementMixin, MailchimpBatchLifecycleOperator):
+    """Email activity of the campaigns in ``mailchimp_campaign`` through batch operations.
+
+    One ``GET /reports/{id}/email-activity`` per campaign with its own ``since`` bookmark, chunked
+    into batches of ``activity.batch_chunk_size``; waits deferrably; results are streamed from the
+    archive and inserted in chunks. Bookmarks move only with the rows they cover. A stalled or
+    expired batch is abandoned and its campaigns re-sent; after ``activity.max_abandoned_batches``
+    the task fails with every bookmark where the committed rows put it, so the next run (or a
+    retry) goes on from there. See ``mailchimp_provider.reverse.activity``.
+    """
+
+    template_fields = ()
+
+    def __init__(self, *, config: EngagementConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
+        engagement = config_from_dict(_config_dict(config))
+        activity = engagement.activity
+        kwargs.setdefault("deferrable", activity.deferrable)
+        kwargs.setdefault("poll_interval", activity.poll_interval_seconds)
+        kwargs.setdefault("stall_timeout", activity.stall_timeout_seconds)
+        kwargs.setdefault("abandon_stalled", True)  # reads are idempotent: re-send rather than wait forever
+        super().__init__(
+            mailchimp_conn_id=engagement.mailchimp_conn_id,
+            warehouse_conn_id=engagement.warehouse_conn_id,
+            table_prefix=engagement.table_prefix,
+            table_schema=engagement.schema,
+            max_operations_per_batch=activity.batch_chunk_size,
+            **kwargs,
+        )
+        self.engagement_config = engagement.to_dict()
+
+    # -- planning ------------------------------------------------------------------------------
+    def _pass(self, context: "Context") -> str:
+        from mailchimp_provider.reverse.activity import pass_id
+
+        return pass_id(context)
+
+    def _try_scope(self, context: "Context") -> str:
+        return f"{self._pass(context)}#try{context['ti'].try_number}"
+
+    def _abandoned(self, context: "Context") -> int:
+        from mailchimp_provider.reverse import watermarks
+
+        with self.engine.connect() as conn:
+            value = watermarks.get_value(conn, self.tables, watermarks.EMAIL_ACTIVITY_ABANDONED, self._try_scope(context))
+        return int(value or 0)
+
+    def next_operations(self, context: "Context") -> tuple[str, list[dict[str, Any]]] | None:
+        from mailchimp_provider.reverse import activity
+
+        abandoned = self._abandoned(context)
+        if abandoned >= self.config.activity.max_abandoned_batches:
+            self.log.error(
+                "%d batch(es) stalled or expired in this try; not sending more. Every bookmark stays where the "
+                "committed rows put it.", abandoned,
+            )
+            return None
+        with self.engine.connect() as conn:
+            fetches = activity.plan(conn, self.tables, self.config, self._pass(context))
+        if not fetches:
+            return None
+        first = sum(1 for f in fetches if f.since is None)
+        self.log.info(
+            "Email activity to read for %d campaign(s) (%d from the start, %d from their bookmark minus %s), "
+            "in batches of up to %d.",
+            len(fetches), first, len(fetches) - first, self.config.activity.lookback, self.max_operations_per_batch,
+        )
+        return activity.ENTITY, [f.operation() for f in fetches]
+
+    # -- results -------------------------------------------------------------------------------
+    def apply_results(
+        self, context: "Context", entity: str, batch_id: str, results: Iterator["OperationResult"]
+    ) -> None:
+        from mailchimp_provider.reverse import activity
+
+        entry = self.ledger_for(context).get(batch_id)
+        outcome = activity.apply_results(
+            self.engine, self.tables, self.config, results,
+            current_pass=self._pass(context), submitted_at=entry.submitted_at if entry else None,
+        )
+        c = outcome.counts
+        self.log.info(
+            "Batch %s: activity of %d campaign(s) committed: %d rows gained, %d changed, %d unchanged; %d failed.",
+            batch_id, outcome.campaigns, c.gained, c.changed, c.unchanged, len(outcome.failures),
+        )
+        context["ti"].xcom_push(
+            key=f"loaded_{batch_id}",
+            value={"gained": c.gained, "changed": c.changed, "unchanged": c.unchanged, "campaigns": outcome.campaigns},
+        )
+
+    def on_batch_failed(self, context: "Context", entity: str | None, batch_id: str, error: str) -> None:
+        from mailchimp_provider.reverse import watermarks
+
+        scope = self._try_scope(context)
+        with self.engine.begin() as conn:
+            count = int(watermarks.get_value(conn, self.tables, watermarks.EMAIL_ACTIVITY_ABANDONED, scope) or 0) + 1
+            watermarks.set_values(conn, self.tables, watermarks.EMAIL_ACTIVITY_ABANDONED, {scope: str(count)})
+        self.log.warning(
+            "Batch %s gave no results (%s). Its campaigns keep their bookmarks and are planned again.", batch_id, error
+        )
+
+    def finish(self, context: "Context") -> dict[str, Any]:
+        from mailchimp_provider.batches.ledger import BatchScope
+        from mailchimp_provider.reverse import activity
+        from mailchimp_provider.reverse.loading import LoadCounts, LoadStats
+
+        counts = LoadCounts()
+        campaigns = 0
+        for entry in self.ledger_for(context).entries(BatchScope.from_context(context)):
+            loaded = context["ti"].xcom_pull(task_ids=self.task_id, key=f"loaded_{entry.batch_id}")
+            if loaded:
+                counts.add(LoadCounts(loaded["gained"], loaded["changed"], loaded["unchanged"]))
+                campaigns += int(loaded.get("campaigns", 0))
+        stats = LoadStats({self.tables.table_name("activity"): counts})
+        summary: dict[str, Any] = {"tables": self.report(stats, "activity"), "campaigns_read": campaigns}
+        current_pass = self._pass(context)
+        with self.engine.connect() as conn:
+            failed = activity.failed_in_pass(conn, self.tables, current_pass)
+            unread = activity.plan(conn, self.tables, self.config, current_pass)
+        if failed:
+            summary["failed_campaigns"] = sorted(failed)
+            self.log.warning(
+                "Email activity of %d campaign(s) could not be read in this run: %s. Their bookmarks are unchanged; "
+                "the next run reads them again.", len(failed), ", ".join(sorted(failed)),
+            )
+        if unread:
+            raise AirflowException(
+                f"Email activity of {len(unread)} campaign(s) was not read because "
+                f"{self._abandoned(context)} batch(es) stalled or expired (see the warnings above). Everything "
+                "read before is committed and every bookmark is where those rows put it: retry the task or let "
+                "the next run go on from there. If batches keep stalling, check Mailchimp's batch status "
+                "(GET /batches) and raise activity.stall_timeout_seconds."
+            )
+        return summary

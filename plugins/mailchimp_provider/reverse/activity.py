@@ -1,0 +1,223 @@
+"""Email activity (opens, clicks, bounces) for many campaigns at once, through batch operations.
+
+Planning is stateless: everything it needs is in the warehouse, so a retried, deferred or
+resumed task plans from what is committed, never from memory.
+
+* Which campaigns: every sent campaign in ``mailchimp_campaign`` that has no activity bookmark yet
+  (the first load, and campaigns older than the window seen for the first time), plus those sent
+  within the recent window (their activity keeps coming).
+* From when: ``since = bookmark - lookback``. The bookmark is the latest activity timestamp
+  committed for the campaign, and Mailchimp's ``since`` is exclusive, so the lookback re-reads a
+  margin that the upsert on ``(campaign_id, member_id, action, timestamp, url)`` absorbs.
+  ``since`` is sent without fractional seconds (they make Mailchimp answer 500).
+* Done in this pass: a campaign whose results were applied gets the marker
+  ``email_activity_pass = <run_id>#<clear_number>`` in the same transaction as its rows and its
+  bookmark. A retry of the task (same pass) skips it; clearing the task starts a new pass.
+
+Applying a result commits, per campaign, its rows, its bookmark and its pass marker together. A
+bookmark is never set later than the batch's submission time (activity cannot be newer than the
+read that returned it; this also keeps a clock-skewed or future-dated event from hiding what
+arrives next), and only moves forward. A campaign whose operation failed keeps its bookmark; it
+is tried again in the pass (``MAX_ATTEMPTS_PER_PASS``), then left to the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from mailchimp_provider.batches.results import OperationResult
+from mailchimp_provider.reverse import watermarks
+from mailchimp_provider.reverse.audiences import mailchimp_time
+from mailchimp_provider.reverse.config import EngagementConfig
+from mailchimp_provider.reverse.loading import LoadCounts, merge_rows
+from mailchimp_provider.reverse.normalise import NormalisationError, activity_rows
+from mailchimp_provider.warehouse.tables import WarehouseTables, to_utc
+
+log = logging.getLogger(__name__)
+
+ENTITY = "email_activity"
+MAX_ATTEMPTS_PER_PASS = 2
+_FAILED = "#failed:"
+
+
+@dataclass(frozen=True)
+class CampaignFetch:
+    """One planned ``GET /reports/{campaign_id}/email-activity``."""
+
+    campaign_id: str
+    list_id: str | None
+    send_time: datetime | None
+    since: datetime | None
+
+    def operation(self) -> dict[str, Any]:
+        params: dict[str, str] = {"exclude_fields": "emails._links,_links"}
+        if self.since is not None:
+            params["since"] = mailchimp_time(self.since)
+        # No ``count``: a batched GET is paged by Mailchimp itself and returns every email.
+        return {
+            "method": "GET",
+            "path": f"/reports/{self.campaign_id}/email-activity",
+            "operation_id": self.campaign_id,
+            "params": params,
+        }
+
+
+def pass_id(context: Any) -> str:
+    """``<run_id>#<clear_number>``: the same across retries and deferrals, new when the task is cleared."""
+    dag_run = context["dag_run"]
+    return f"{dag_run.run_id}#{getattr(dag_run, 'clear_number', 0) or 0}"
+
+
+def plan(
+    conn: sa.Connection,
+    tables: WarehouseTables,
+    config: EngagementConfig,
+    current_pass: str,
+    *,
+    now: datetime | None = None,
+) -> list[CampaignFetch]:
+    """Campaigns whose activity this pass still has to read, oldest send first (see module doc)."""
+    now = now or datetime.now(timezone.utc)
+    c = tables.campaign
+    query = sa.select(c.c.campaign_id, c.c.list_id, c.c.send_time).where(c.c.status == "sent")
+    if config.audiences is not None:
+        query = query.where(c.c.list_id.in_(config.audiences))
+    campaigns = conn.execute(query.order_by(c.c.send_time, c.c.campaign_id)).all()
+    bookmarks = watermarks.get_values(conn, tables, watermarks.EMAIL_ACTIVITY)
+    passes = watermarks.get_values(conn, tables, watermarks.EMAIL_ACTIVITY_PASS)
+    window_start = now - config.campaigns.recent_window
+    planned: list[CampaignFetch] = []
+    for campaign_id, list_id, send_time in campaigns:
+        if not _still_to_do(passes.get(campaign_id), current_pass):
+            continue
+        mark = to_utc(bookmarks[campaign_id]) if campaign_id in bookmarks else None
+        recent = send_time is not None and send_time >= window_start
+        if mark is not None and not recent:
+            continue
+        since = mark - config.activity.lookback if mark is not None else None
+        planned.append(CampaignFetch(campaign_id, list_id, send_time, since))
+    return planned
+
+
+def _still_to_do(marker: str | None, current_pass: str) -> bool:
+    if marker is None or not marker.startswith(current_pass):
+        return True
+    rest = marker[len(current_pass):]
+    if not rest:
+        return False  # applied in this pass
+    if rest.startswith(_FAILED):
+        return int(rest[len(_FAILED):]) < MAX_ATTEMPTS_PER_PASS
+    return True  # another pass that shares our prefix (e.g. clear 1 vs 12)
+
+
+def failed_in_pass(conn: sa.Connection, tables: WarehouseTables, current_pass: str) -> dict[str, int]:
+    """Campaigns whose operation failed in this pass, with the number of attempts."""
+    out: dict[str, int] = {}
+    for campaign_id, marker in watermarks.get_values(conn, tables, watermarks.EMAIL_ACTIVITY_PASS).items():
+        if marker.startswith(current_pass + _FAILED):
+            out[campaign_id] = int(marker[len(current_pass + _FAILED):])
+    return out
+
+
+@dataclass
+class ApplyOutcome:
+    """What applying one batch's results did."""
+
+    counts: LoadCounts = field(default_factory=LoadCounts)
+    campaigns: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def apply_results(
+    engine: sa.Engine,
+    tables: WarehouseTables,
+    config: EngagementConfig,
+    results: Iterator[OperationResult],
+    *,
+    current_pass: str,
+    submitted_at: datetime | None,
+) -> ApplyOutcome:
+    """Load each campaign's activity and move its bookmark, one transaction per campaign."""
+    outcome = ApplyOutcome()
+    ceiling = to_utc(submitted_at) if submitted_at is not None else datetime.now(timezone.utc)
+    for result in results:
+        campaign_id = result.operation_id
+        if not campaign_id and isinstance(result.body, dict):
+            campaign_id = result.body.get("campaign_id")
+        if not campaign_id:
+            outcome.failures.append(f"an operation without operation_id answered HTTP {result.status_code}; skipped")
+            log.error("Batch result without an operation id (HTTP %s): cannot tell which campaign it is", result.status_code)
+            continue
+        if not result.ok or not isinstance(result.body, dict):
+            _record_failure(engine, tables, campaign_id, result, current_pass, outcome)
+            continue
+        with engine.begin() as conn:
+            counts, newest = _load_campaign(conn, tables, config, campaign_id, result.body)
+            _move_bookmark(conn, tables, campaign_id, newest, ceiling)
+            watermarks.set_values(conn, tables, watermarks.EMAIL_ACTIVITY_PASS, {campaign_id: current_pass})
+        outcome.counts.add(counts)
+        outcome.campaigns += 1
+    return outcome
+
+
+def _load_campaign(
+    conn: sa.Connection, tables: WarehouseTables, config: EngagementConfig, campaign_id: str, body: dict[str, Any]
+) -> tuple[LoadCounts, datetime | None]:
+    emails = body.get("emails")
+    if emails is None:
+        emails = []
+    if not isinstance(emails, list):
+        raise NormalisationError(f"email activity of campaign {campaign_id!r}", "emails", type(emails).__name__, "a list")
+    newest: list[datetime | None] = [None]
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for email in emails:
+            for row in activity_rows(email, campaign_id):
+                if newest[0] is None or row["timestamp"] > newest[0]:
+                    newest[0] = row["timestamp"]
+                yield row
+
+    t = tables.activity
+    counts = merge_rows(
+        conn, t, rows(), tables.key("activity"),
+        scope=t.c.campaign_id == campaign_id, chunk_size=config.activity.insert_chunk_size,
+    )
+    return counts, newest[0]
+
+
+def _move_bookmark(
+    conn: sa.Connection, tables: WarehouseTables, campaign_id: str, newest: datetime | None, ceiling: datetime
+) -> None:
+    if newest is not None:
+        watermarks.advance_timestamps(conn, tables, watermarks.EMAIL_ACTIVITY, {campaign_id: min(newest, ceiling)})
+        return
+    if watermarks.get_value(conn, tables, watermarks.EMAIL_ACTIVITY, campaign_id) is None:
+        # Read, and nothing happened yet: nothing can predate the send, so start from there.
+        c = tables.campaign
+        send_time = conn.execute(sa.select(c.c.send_time).where(c.c.campaign_id == campaign_id)).scalar_one_or_none()
+        start = min(send_time, ceiling) if send_time is not None else ceiling - timedelta(seconds=1)
+        watermarks.advance_timestamps(conn, tables, watermarks.EMAIL_ACTIVITY, {campaign_id: start})
+
+
+def _record_failure(
+    engine: sa.Engine,
+    tables: WarehouseTables,
+    campaign_id: str,
+    result: OperationResult,
+    current_pass: str,
+    outcome: ApplyOutcome,
+) -> None:
+    with engine.begin() as conn:
+        attempts = failed_in_pass(conn, tables, current_pass).get(campaign_id, 0) + 1
+        watermarks.set_values(
+            conn, tables, watermarks.EMAIL_ACTIVITY_PASS, {campaign_id: f"{current_pass}{_FAILED}{attempts}"}
+        )
+    message = f"campaign {campaign_id}: HTTP {result.status_code} {result.title}: {result.detail} (attempt {attempts})"
+    outcome.failures.append(message)
+    log.warning("Email activity of %s; its bookmark is unchanged, so it is read again later.", message)

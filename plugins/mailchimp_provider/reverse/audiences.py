@@ -1,0 +1,144 @@
+"""Lists and members, incrementally by ``last_changed``; list-level unsubscribes from member statuses.
+
+Members are read per list in two walks, both sorted by ``last_changed`` ascending and bounded by
+``before_last_changed = <walk start>``:
+
+* every member except archived ones (Mailchimp's default), and
+* ``status=archived``: archiving does not delete, and the forward sync must know about it.
+
+The window starts at ``watermark - lookback``: Mailchimp's ``since_*`` bounds are exclusive and
+offsets drift while the list changes, so a little is re-read on purpose and the upsert on
+``(list_id, member_id)`` absorbs it. The upper bound keeps members changed *during* the walk out
+of it (they would otherwise move to the end and be read stale, or twice); the next run reads them.
+Rows are committed page by page; the list's watermark (the largest ``last_changed`` read) is
+committed only once both walks are done, so it never covers rows that are not in the warehouse.
+The first run has no watermark and reads everything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from mailchimp_provider.errors import MailchimpConfigError
+from mailchimp_provider.reverse import unsubscribes, watermarks
+from mailchimp_provider.reverse.config import EngagementConfig
+from mailchimp_provider.reverse.loading import LoadStats, merge_rows
+from mailchimp_provider.reverse.normalise import list_row, member_row, member_unsubscribe_row
+from mailchimp_provider.warehouse.tables import WarehouseTables
+
+log = logging.getLogger(__name__)
+
+MEMBER_WALKS: tuple[str | None, ...] = (None, "archived")
+
+
+def mailchimp_time(value: datetime) -> str:
+    """Query-parameter form Mailchimp documents: second precision, ``+00:00``."""
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def pull_lists(hook: Any, engine: sa.Engine, tables: WarehouseTables, config: EngagementConfig) -> tuple[list[str], LoadStats]:
+    """Upsert the configured audiences (or all) into ``mailchimp_list``; returns their ids."""
+    items = list(hook.paginate("/lists", "lists", page_size=config.campaigns.page_size, params={"exclude_fields": "lists._links"}))
+    found = {item["id"] for item in items}
+    if config.audiences is not None:
+        missing = [a for a in config.audiences if a not in found]
+        if missing:
+            raise MailchimpConfigError(
+                f"engagement config names audience(s) {', '.join(missing)} that this Mailchimp account does not have "
+                f"(it has: {', '.join(sorted(found)) or 'none'})."
+            )
+        items = [i for i in items if i["id"] in set(config.audiences)]
+    rows = [list_row(item) for item in items]
+    stats = LoadStats()
+    with engine.begin() as conn:
+        stats.record(tables.table_name("list"), merge_rows(conn, tables.list, rows, tables.key("list")))
+    return [r["list_id"] for r in rows], stats
+
+
+def pull_members(
+    hook: Any,
+    engine: sa.Engine,
+    tables: WarehouseTables,
+    list_id: str,
+    config: EngagementConfig,
+    *,
+    now: datetime | None = None,
+) -> LoadStats:
+    """Read members of ``list_id`` changed since the watermark (minus the lookback); see the module doc."""
+    stats = LoadStats()
+    walk_start = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    with engine.connect() as conn:
+        mark = watermarks.get_timestamp(conn, tables, watermarks.MEMBERS, list_id)
+    window: dict[str, str] = {"before_last_changed": mailchimp_time(walk_start)}
+    if mark is not None:
+        window["since_last_changed"] = mailchimp_time(mark - config.members.lookback)
+    log.info(
+        "Members of list %s: %s", list_id,
+        f"changed since {window.get('since_last_changed')} (watermark {mark.isoformat()} minus lookback)"
+        if mark else "first load, reading every member",
+    )
+    newest: datetime | None = None
+    for status in MEMBER_WALKS:
+        params = dict(window, exclude_fields="members._links")
+        if status:
+            params["status"] = status
+        items = hook.paginate(
+            f"/lists/{list_id}/members", "members", params=params,
+            page_size=config.members.page_size, sort_field="last_changed",
+        )
+        for chunk in _chunks(items, config.members.page_size):
+            rows = [member_row(item, list_id) for item in chunk]
+            with engine.begin() as conn:
+                _load_member_page(conn, tables, list_id, rows, stats)
+            for row in rows:
+                if row["last_changed"] is not None and (newest is None or row["last_changed"] > newest):
+                    newest = row["last_changed"]
+    if newest is not None:
+        with engine.begin() as conn:
+            watermarks.advance_timestamps(conn, tables, watermarks.MEMBERS, {list_id: min(newest, walk_start)})
+    return stats
+
+
+def _load_member_page(
+    conn: sa.Connection, tables: WarehouseTables, list_id: str, rows: list[dict[str, Any]], stats: LoadStats
+) -> None:
+    """Upsert a page of members; a member whose status *became* ``unsubscribed`` adds an unsubscribe."""
+    t = tables.member
+    ids = [r["member_id"] for r in rows]
+    before = dict(
+        conn.execute(sa.select(t.c.member_id, t.c.status).where(t.c.list_id == list_id, t.c.member_id.in_(ids))).tuples()
+    )
+    stats.record(tables.table_name("member"), merge_rows(conn, t, rows, tables.key("member")))
+    left = [
+        member_unsubscribe_row(r)
+        for r in rows
+        if r["status"] == "unsubscribed" and before.get(r["member_id"]) != "unsubscribed"
+    ]
+    if left:
+        stats.record(tables.table_name("unsubscribe"), unsubscribes.load(conn, tables, left))
+
+
+def _chunks(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    chunk: list[dict[str, Any]] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def pull_audiences(
+    hook: Any, engine: sa.Engine, tables: WarehouseTables, config: EngagementConfig, *, now: datetime | None = None
+) -> LoadStats:
+    """Lists, then each list's members (with list-level unsubscribes)."""
+    list_ids, stats = pull_lists(hook, engine, tables, config)
+    for list_id in list_ids:
+        stats.merge(pull_members(hook, engine, tables, list_id, config, now=now))
+    return stats

@@ -1,0 +1,1 @@
+"""Sensors: ``sensors.batch.MailchimpBatchSensor``."""

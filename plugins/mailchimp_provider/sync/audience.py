@@ -1,0 +1,713 @@
+"""The audience rules: warehouse customers -> Mailchimp audience members, consent first.
+
+Per customer row (``include/sql/customers.sql``), in this order:
+
+1. **Erasure.** A row in ``marketing_erasure_requests`` (by customer id or email) permanently
+   deletes the member (``actions/delete-permanent``; 404 means there was nothing to delete) and
+   leaves a tombstone in ``sync_state`` (``status='erased'``, quarantined, no email kept, only the
+   subscriber hash). A tombstoned customer id or subscriber hash is never sent again, even after the
+   request row is gone.
+2. **Email.** Missing or invalid emails are skipped with a reason. Emails are trimmed and compared
+   case-insensitively. When several customers share an email the most recently created one is
+   synced; the others are skipped with a reason naming it.
+3. **no_marketing.** Never sent as a new member. An existing member whose row gets
+   ``no_marketing`` is unsubscribed (PATCH ``status: unsubscribed``) and then left alone.
+4. **Archived** in Mailchimp (from ``mailchimp_member``, the reverse pull): not written, because any
+   PUT would bring the contact back.
+5. **The member write** (``PUT /lists/{id}/members/{hash}``): ``status_if_new`` is ``subscribed``
+   with ``marketing_opt_in`` (``pending`` with double opt-in) and ``transactional`` otherwise;
+   ``status`` is never sent except ``unsubscribed`` when consent was withdrawn (the last confirmed
+   write carried opt-in and the row no longer does). So an unsubscribed, cleaned or archived member
+   is never raised: Mailchimp keeps an existing member's status, and the plan says so
+   (``status_decision``). Guests (``is_guest``) send only the merge fields marked ``guests: true``
+   (the first name). ADDRESS is sent only when complete.
+6. **Email change.** The same customer id with a new email is written through the *old* member's
+   hash with the new ``email_address``: Mailchimp renames the contact (no duplicate, nothing to
+   archive). "Member Exists" in answer is recorded as ``email_conflict``.
+7. **Tags.** ``customer_type`` and ``tags`` become tags. New members get them in the PUT body; later
+   changes go through ``POST .../tags`` once the member write is confirmed, adding and removing only
+   tags this sync manages (``sync_state.tags_managed``): tags marketers add are left alone.
+
+Change detection hashes the member *content* (email, merge fields, consent flags, list), not the
+operation, so a confirmed unsubscribe or email change does not look like a change next time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import sqlalchemy as sa
+
+from mailchimp_provider.config import ADDRESS_REQUIRED, AudienceSyncConfig, MergeFieldSpec
+from mailchimp_provider.errors import MailchimpConfigError
+from mailchimp_provider.sync.engine import (
+    OUTCOME_FAILED,
+    OUTCOME_OK,
+    OUTCOME_SKIPPED,
+    EntityRules,
+    OpRef,
+    Outcome,
+    PlannedOp,
+    RecordPlan,
+    RunContext,
+    Skip,
+    StateRow,
+    failure_reason,
+    payload_hash,
+    source_sql,
+)
+
+if TYPE_CHECKING:
+    from mailchimp_provider.batches.results import OperationResult
+    from mailchimp_provider.hooks.mailchimp import MailchimpHook
+    from mailchimp_provider.sync.engine import SyncEngine
+
+log = logging.getLogger(__name__)
+
+ENTITY = "member"
+STEP_UPSERT, STEP_TAGS, STEP_UNSUBSCRIBE, STEP_ERASE = "u", "t", "x", "d"
+OPERATION_NAMES = {STEP_UPSERT: "upsert", STEP_TAGS: "tags", STEP_UNSUBSCRIBE: "unsubscribe", STEP_ERASE: "erase"}
+ERASED = "erased"
+MARKETABLE = ("subscribed", "pending")
+NEVER_RAISED = ("unsubscribed", "cleaned")
+
+# Deliberately close to what Mailchimp accepts: one @, a dotted domain with an alphabetic TLD.
+EMAIL_RE = re.compile(r"^[^@\s,;<>()\[\]\"]+@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$")
+
+
+def subscriber_hash(email: str) -> str:
+    """Mailchimp's member id: md5 of the trimmed, lower-cased email."""
+    return hashlib.md5(email.strip().lower().encode()).hexdigest()
+
+
+def normalise_email(raw: Any) -> str | None:
+    """Trimmed, lower-cased email, or None when missing."""
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    return text.lower() or None
+
+
+def is_valid_email(email: str) -> bool:
+    return bool(EMAIL_RE.match(email)) and ".." not in email
+
+
+def truthy(value: Any) -> bool:
+    """Warehouse booleans: True/False, 1/0 (SQLite), 't'/'true'/'yes' strings."""
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "t", "true", "y", "yes")
+    return bool(value)
+
+
+# ------------------------------------------------------------------------------------------------
+# merge fields and tags from a row
+# ------------------------------------------------------------------------------------------------
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, (date, Decimal)):
+        return str(value)
+    return str(value).strip()
+
+
+def merge_value(spec: MergeFieldSpec, row: dict[str, Any]) -> Any:
+    """The value to send for one merge field, or None when it must not be sent.
+
+    An incomplete ADDRESS is None (Mailchimp rejects partial addresses); other empty values become
+    the field's ``default`` or ``""`` (so clearing a column clears the merge field).
+    """
+    if spec.type == "address":
+        parts = {part: _text(row.get(column)) for part, column in (spec.columns or {}).items()}
+        if not all(parts.get(p) for p in ADDRESS_REQUIRED):
+            return None
+        return {k: v for k, v in parts.items() if v}
+    raw = row.get(spec.column) if spec.column else None
+    value = _text(raw)
+    if value == "":
+        return spec.default if spec.default is not None else ""
+    if spec.type == "number":
+        try:
+            number = float(value)
+        except ValueError:
+            return value  # Mailchimp will name the field in its answer
+        return int(number) if number.is_integer() else number
+    return value
+
+
+def desired_tags(config: AudienceSyncConfig, row: dict[str, Any]) -> list[str]:
+    """Tags this sync wants on the member, sorted and de-duplicated (case-insensitively)."""
+    spec = config.tags
+    found: dict[str, str] = {}
+    for column in spec.columns:
+        value = _text(row.get(column))
+        if value:
+            found.setdefault(value.lower(), value[: spec.max_length])
+    for column in spec.list_columns:
+        for part in _text(row.get(column)).split(spec.separator):
+            part = part.strip()
+            if part:
+                found.setdefault(part.lower(), part[: spec.max_length])
+    return sorted(found.values(), key=str.lower)
+
+
+# ------------------------------------------------------------------------------------------------
+# the rules
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class _Known:
+    """What we know about a member in Mailchimp: the freshest of sync_state and mailchimp_member."""
+
+    status: str | None = None
+    exists: bool = False
+    source: str = ""
+
+
+@dataclass
+class AudienceRules(EntityRules):
+    """Member rules for one audience (``list_id``); see the module docstring."""
+
+    config: AudienceSyncConfig
+    list_id: str
+    operation_names: dict[str, str] = field(default_factory=lambda: dict(OPERATION_NAMES))
+
+    def __post_init__(self) -> None:
+        self.entity = ENTITY
+        self.sql_name = self.config.source.sql
+        self.key_column = self.config.source.key_column
+
+    # -- per-run data --------------------------------------------------------------------------
+    def prepare(self, engine: "SyncEngine", ctx: RunContext) -> None:
+        ctx.data["duplicates"] = self._duplicates(engine)
+        by_customer, by_email = self._erasure_requests(engine)
+        ctx.data["erase_by_customer"] = by_customer
+        ctx.data["erase_by_email"] = by_email
+        ctx.data["tombstones"] = self._tombstoned_hashes(engine)
+
+    def _duplicates(self, engine: "SyncEngine") -> dict[str, tuple[str, int]]:
+        """``{email: (winning record id, customers sharing it)}`` for emails used by several
+        customers. Computed in SQL so only the duplicated rows come back, however big the table."""
+        src = self.config.source
+        sql = source_sql(src.sql)
+        norm = f"lower(trim(s.{src.email_column}))"
+        stmt = sa.text(
+            f"SELECT s.{src.key_column} AS record_id, {norm} AS email, s.{src.created_column} AS created_at "
+            f"FROM ({sql}) s WHERE {norm} IN (SELECT lower(trim(d.{src.email_column})) FROM ({sql}) d "
+            f"WHERE d.{src.email_column} IS NOT NULL GROUP BY lower(trim(d.{src.email_column})) HAVING count(*) > 1)"
+        )
+        groups: dict[str, list[tuple[Any, str]]] = {}
+        with engine.db.connect() as conn:
+            for row in conn.execute(stmt):
+                if row.email and is_valid_email(row.email):
+                    groups.setdefault(row.email, []).append((_sortable_time(row.created_at), str(row.record_id)))
+        return {email: (max(members)[1], len(members)) for email, members in groups.items() if len(members) > 1}
+
+    def _erasure_requests(self, engine: "SyncEngine") -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+        by_customer: dict[str, str] = {}
+        by_email: dict[str, tuple[str, str]] = {}
+        if not self.config.erasure.enabled:
+            return by_customer, by_email
+        from mailchimp_provider.warehouse.extract import stream_sql
+
+        try:
+            for chunk in stream_sql(engine.db, self.config.erasure.sql, chunk_size=5000):
+                for row in chunk:
+                    requested = _text(row.get("requested_at"))
+                    customer_id = _text(row.get("customer_id"))
+                    email = normalise_email(row.get("email"))
+                    if customer_id:
+                        by_customer[customer_id] = requested
+                    if email:
+                        by_email[email] = (customer_id or f"erasure:{subscriber_hash(email)[:16]}", requested)
+        except sa.exc.DBAPIError as exc:  # the table is optional in the contract
+            log.warning("No erasure requests read (%s): the erasure table is optional; "
+                        "create marketing_erasure_requests to use erasure.", str(exc).splitlines()[0])
+        return by_customer, by_email
+
+    def _tombstoned_hashes(self, engine: "SyncEngine") -> set[str]:
+        t = engine.tables.sync_state
+        stmt = sa.select(t.c.mailchimp_id).where(t.c.entity == ENTITY, t.c.status == ERASED)
+        with engine.db.connect() as conn:
+            return {r[0] for r in conn.execute(stmt) if r[0]}
+
+    def _members(self, engine: "SyncEngine", hashes: set[str]) -> dict[str, tuple[str | None, datetime | None]]:
+        """Reverse-pulled ``mailchimp_member`` rows (status, synced_at) for some subscriber hashes."""
+        if not hashes:
+            return {}
+        t = engine.tables.member
+        stmt = sa.select(t.c.member_id, t.c.status, t.c.synced_at).where(
+            t.c.list_id == self.list_id, t.c.member_id.in_(sa.bindparam("ids", expanding=True))
+        )
+        out: dict[str, tuple[str | None, datetime | None]] = {}
+        ids = sorted(hashes)
+        with engine.db.connect() as conn:
+            for start in range(0, len(ids), 900):
+                for r in conn.execute(stmt, {"ids": ids[start : start + 900]}):
+                    out[r.member_id] = (r.status, r.synced_at)
+        return out
+
+    # -- planning ------------------------------------------------------------------------------
+    def plan(
+        self, engine: "SyncEngine", rows: list[dict[str, Any]], states: dict[str, StateRow], ctx: RunContext
+    ) -> Iterator[RecordPlan]:
+        hashes: set[str] = set()
+        for row in rows:
+            email = normalise_email(row.get(self.config.source.email_column))
+            if email:
+                hashes.add(subscriber_hash(email))
+        for state in states.values():
+            if state.email:
+                hashes.add(subscriber_hash(state.email))
+        members = self._members(engine, hashes)
+        for row in rows:
+            record_id = str(row[self.key_column])
+            yield self._plan_row(record_id, row, states.get(record_id), members, ctx)
+
+    def plan_extra(
+        self, engine: "SyncEngine", ctx: RunContext, record_ids: Sequence[str] | None = None
+    ) -> Iterator[RecordPlan]:
+        """Erasure requests whose person is not (or no longer) in the source query."""
+        seen = ctx.data.setdefault("_erasure_seen", set())
+        wanted = set(record_ids) if record_ids is not None else None
+        targets: dict[str, set[str]] = {}
+        for email, (record_id, _requested) in ctx.data.get("erase_by_email", {}).items():
+            targets.setdefault(record_id, set()).add(email)
+        for record_id in ctx.data.get("erase_by_customer", {}):
+            targets.setdefault(record_id, set())
+        candidates = [r for r in targets if (wanted is None and r not in seen) or (wanted is not None and r in wanted)]
+        if not candidates:
+            return
+        states = engine.load_states(candidates)
+        for record_id in sorted(candidates):
+            yield self._plan_erasure(record_id, targets[record_id], states.get(record_id), ctx)
+        if wanted is None:
+            seen.clear()
+
+    def _plan_row(
+        self,
+        record_id: str,
+        row: dict[str, Any],
+        state: StateRow | None,
+        members: dict[str, tuple[str | None, datetime | None]],
+        ctx: RunContext,
+    ) -> RecordPlan:
+        cfg = self.config
+        raw_email = row.get(cfg.source.email_column)
+        email = normalise_email(raw_email)
+        erase_email = ctx.data.get("erase_by_email", {})
+        if record_id in ctx.data.get("erase_by_customer", {}) or (email and email in erase_email):
+            ctx.data.setdefault("_erasure_seen", set()).add(record_id)
+            if email and email in erase_email:  # the request's own id must not plan it twice
+                ctx.data["_erasure_seen"].add(erase_email[email][0])
+            emails = {e for e, (rid, _) in erase_email.items() if rid == record_id}
+            return self._plan_erasure(record_id, emails | ({email} if email else set()), state, ctx)
+        if state is not None and state.status == ERASED:
+            return RecordPlan(record_id, skips=[Skip(record_id, ERASED, state.last_error)])
+        if not email:
+            return RecordPlan(record_id, skips=[Skip(record_id, "missing_email", "the row has no email address")])
+        if not is_valid_email(email):
+            return RecordPlan(record_id, skips=[Skip(record_id, "invalid_email", f"{str(raw_email).strip()!r} is not a valid email address")])
+        new_hash = subscriber_hash(email)
+        if new_hash in ctx.data.get("tombstones", set()):
+            return RecordPlan(record_id, skips=[Skip(record_id, ERASED, f"{email} was permanently deleted on an erasure request")])
+        winner = ctx.data.get("duplicates", {}).get(email)
+        if winner and winner[0] != record_id:
+            return RecordPlan(record_id, skips=[Skip(
+                record_id, "duplicate_email",
+                f"{email} is shared by {winner[1]} customers; customer {winner[0]} (the most recently created) is synced",
+            )])
+
+        opt_in = truthy(row.get(cfg.consent.opt_in_column))
+        no_marketing = truthy(row.get(cfg.consent.no_marketing_column))
+        guest = truthy(row.get(cfg.consent.guest_column))
+        old_email = state.email if state is not None and state.email and state.mailchimp_id else None
+        path_hash = subscriber_hash(old_email) if old_email else new_hash
+        known = self._known(state, members, path_hash)
+
+        if no_marketing:
+            return self._plan_no_marketing(record_id, state, known, path_hash, email, ctx)
+        if known.status == "archived":
+            return RecordPlan(record_id, skips=[Skip(
+                record_id, "archived_in_mailchimp",
+                "the contact is archived in Mailchimp; writing it would restore it, so it is left archived",
+                status_decision="kept archived",
+            )])
+
+        fields = {
+            tag: value
+            for tag, spec in cfg.merge_fields.items()
+            if (spec.guests or not guest) and (value := merge_value(spec, row)) is not None
+        }
+        tags = [] if guest else desired_tags(cfg, row)
+        content = {"list": self.list_id, "email": email, "merge_fields": fields, "opt_in": opt_in, "guest": guest}
+        content_hash = payload_hash(content)
+        withdrawn = (
+            cfg.consent.unsubscribe_on_withdrawal
+            and not opt_in
+            and state is not None
+            and bool(state.extra.get("opt_in"))
+            and known.status in MARKETABLE
+        )
+        member_changed = ctx.full_refresh or state is None or state.payload_hash != content_hash
+        plan = RecordPlan(record_id)
+        if member_changed:
+            plan.ops.append(self._upsert_op(record_id, email, old_email, path_hash, fields, tags, opt_in, withdrawn,
+                                            known, content_hash, state))
+        managed = set(state.tags_managed) if state is not None else set()
+        tags_need_op = set(tags) != managed and (state is not None and state.mailchimp_id is not None)
+        if tags_need_op and (not member_changed or ctx.dry_run):
+            plan.ops.append(self._tags_op(record_id, state, email, tags, managed))
+        plan.unchanged = not plan.ops
+        return plan
+
+    def _known(self, state: StateRow | None, members: dict[str, tuple[str | None, datetime | None]], member_hash: str) -> _Known:
+        known = _Known()
+        if state is not None and state.mailchimp_id and state.status:
+            known = _Known(state.status, True, "sync_state")
+        pulled = members.get(member_hash)
+        if pulled is not None:
+            pulled_at = pulled[1]
+            ours = state.synced_at if state is not None else None
+            if known.status is None or ours is None or (pulled_at is not None and pulled_at >= ours):
+                known = _Known(pulled[0], True, "mailchimp_member")
+        return known
+
+    def _status_if_new(self, opt_in: bool) -> str:
+        if not opt_in:
+            return "transactional"
+        return "pending" if self.config.consent.double_opt_in else "subscribed"
+
+    def _upsert_op(
+        self,
+        record_id: str,
+        email: str,
+        old_email: str | None,
+        path_hash: str,
+        fields: dict[str, Any],
+        tags: list[str],
+        opt_in: bool,
+        withdrawn: bool,
+        known: _Known,
+        content_hash: str,
+        state: StateRow | None,
+    ) -> PlannedOp:
+        status_if_new = self._status_if_new(opt_in)
+        body: dict[str, Any] = {"email_address": email, "status_if_new": status_if_new, "merge_fields": fields}
+        tags_in_body = bool(tags) and not known.exists
+        if tags_in_body:
+            body["tags"] = tags
+        detail_parts: list[str] = []
+        if withdrawn:
+            body["status"] = "unsubscribed"
+            action = "unsubscribe"
+            decision = f"unsubscribed: consent withdrawn (was {known.status})"
+        elif known.exists:
+            action = "update"
+            decision = f"kept {known.status}" + (" (never re-subscribed)" if known.status in NEVER_RAISED else "")
+        else:
+            action = "create"
+            why = "marketing_opt_in" if opt_in else "no marketing opt-in"
+            decision = f"new member: {status_if_new} ({why}" + (", double opt-in)" if opt_in and status_if_new == "pending" else ")")
+        if old_email and old_email != email:
+            action = "email_change" if not withdrawn else action
+            detail_parts.append(f"email {old_email} -> {email}")
+        if tags_in_body:
+            detail_parts.append("tags " + " ".join(f"+{t}" for t in tags))
+        return PlannedOp(
+            record_id=record_id,
+            step=STEP_UPSERT,
+            operation=OPERATION_NAMES[STEP_UPSERT],
+            method="PUT",
+            path=f"/lists/{self.list_id}/members/{path_hash}",
+            body=body,
+            payload_hash=content_hash,
+            action=action,
+            status_decision=decision,
+            detail="; ".join(detail_parts) or None,
+            context={"tags": tags, "tags_in_body": tags_in_body, "opt_in": opt_in, "old_email": old_email, "email": email},
+        )
+
+    def _tags_op(self, record_id: str, state: StateRow, email: str, tags: list[str], managed: set[str]) -> PlannedOp:
+        wanted = set(tags)
+        changes = [{"name": t, "status": "active"} for t in sorted(wanted - managed, key=str.lower)]
+        changes += [{"name": t, "status": "inactive"} for t in sorted(managed - wanted, key=str.lower)]
+        member = state.mailchimp_id or subscriber_hash(email)
+        return PlannedOp(
+            record_id=record_id,
+            step=STEP_TAGS,
+            operation=OPERATION_NAMES[STEP_TAGS],
+            method="POST",
+            path=f"/lists/{self.list_id}/members/{member}/tags",
+            body={"tags": changes, "is_syncing": True},
+            payload_hash=payload_hash({"member": member, "tags": sorted(wanted), "managed": sorted(managed)}),
+            action="tags",
+            detail=" ".join(("+" if c["status"] == "active" else "-") + c["name"] for c in changes),
+            context={"tags": sorted(wanted, key=str.lower)},
+        )
+
+    def _plan_no_marketing(
+        self, record_id: str, state: StateRow | None, known: _Known, path_hash: str, email: str, ctx: RunContext
+    ) -> RecordPlan:
+        if not known.exists or known.status not in MARKETABLE + ("transactional",):
+            what = f"member is {known.status}" if known.exists else "not sent to Mailchimp"
+            return RecordPlan(record_id, skips=[Skip(record_id, "no_marketing", f"no_marketing is set; {what}",
+                                                     status_decision=f"kept {known.status}" if known.exists else None)])
+        content_hash = payload_hash({"list": self.list_id, "unsubscribe": path_hash})
+        op = PlannedOp(
+            record_id=record_id,
+            step=STEP_UNSUBSCRIBE,
+            operation=OPERATION_NAMES[STEP_UNSUBSCRIBE],
+            method="PATCH",
+            path=f"/lists/{self.list_id}/members/{path_hash}",
+            body={"status": "unsubscribed"},
+            payload_hash=content_hash,
+            action="unsubscribe",
+            status_decision=f"unsubscribed: no_marketing set (was {known.status})",
+            context={"opt_in": False},
+        )
+        return RecordPlan(record_id, ops=[op])
+
+    def _plan_erasure(self, record_id: str, emails: set[str], state: StateRow | None, ctx: RunContext) -> RecordPlan:
+        requested = ctx.data.get("erase_by_customer", {}).get(record_id) or next(
+            (ctx.data.get("erase_by_email", {})[e][1] for e in emails if e in ctx.data.get("erase_by_email", {})), ""
+        )
+        if state is not None and state.status == ERASED:
+            return RecordPlan(record_id, skips=[Skip(record_id, ERASED, state.last_error)])
+        targets = set(emails)
+        if state is not None and state.email:
+            targets.add(state.email)
+        hashes = sorted({subscriber_hash(e) for e in targets if e})
+        if state is not None and state.mailchimp_id and not state.email:
+            hashes = sorted(set(hashes) | {state.mailchimp_id})
+        if not hashes:
+            return RecordPlan(record_id, skips=[Skip(record_id, "erasure_without_email",
+                                                     "erasure requested but no email is known for this customer")])
+        ops = []
+        for index, member in enumerate(hashes):
+            step = STEP_ERASE if index == 0 else f"{STEP_ERASE}{index + 1}"
+            ops.append(PlannedOp(
+                record_id=record_id,
+                step=step,
+                operation=OPERATION_NAMES[STEP_ERASE] + ("" if index == 0 else f"_{index + 1}"),
+                method="POST",
+                path=f"/lists/{self.list_id}/members/{member}/actions/delete-permanent",
+                body=None,
+                payload_hash=member[:12],
+                action="erase",
+                status_decision="permanently deleted (erasure request)",
+                detail=f"erasure requested {requested}".strip(),
+                context={"member": member, "requested_at": requested},
+            ))
+        return RecordPlan(record_id, ops=ops)
+
+    # -- results ---------------------------------------------------------------------------------
+    def interpret(self, op: PlannedOp | None, ref: OpRef, result: "OperationResult", state: StateRow | None) -> Outcome:
+        step = ref.step
+        if step.startswith(STEP_ERASE):
+            return self._interpret_erase(op, ref, result)
+        if step == STEP_UNSUBSCRIBE:
+            return self._interpret_unsubscribe(op, result)
+        if step == STEP_TAGS:
+            return self._interpret_tags(op, result)
+        return self._interpret_upsert(op, ref, result, state)
+
+    def _interpret_upsert(self, op: PlannedOp | None, ref: OpRef, result: "OperationResult", state: StateRow | None) -> Outcome:
+        body = result.body if isinstance(result.body, dict) else {}
+        if result.ok:
+            status = body.get("status")
+            member_tags = {t.get("name") for t in body.get("tags") or [] if isinstance(t, dict)}
+            new_state: dict[str, Any] = {
+                "payload_hash": ref.payload_hash,
+                "mailchimp_id": body.get("id"),
+                "email": normalise_email(body.get("email_address")),
+                "status": status,
+                "contact_id": body.get("contact_id"),
+                "scope": self.list_id,
+            }
+            extra: dict[str, Any] = {}
+            decision = op.status_decision if op else None
+            if op is not None:
+                extra["opt_in"] = op.context.get("opt_in")
+                if op.context.get("tags_in_body"):
+                    wanted = set(op.context.get("tags") or [])
+                    new_state["tags_managed"] = sorted(wanted & member_tags, key=str.lower)
+                elif state is None or state.mailchimp_id is None:
+                    new_state["tags_managed"] = []
+                if op.action == "create" and status and status != op.body.get("status_if_new"):
+                    decision = f"kept {status} (already in Mailchimp; status never raised)"
+            return Outcome(OUTCOME_OK, op.action if op else "update", status_decision=decision, state=new_state, extra=extra)
+        title = result.title or ""
+        if title == "Member In Compliance State":
+            return Outcome(OUTCOME_SKIPPED, "compliance_state", terminal=True,
+                           status_decision="kept (Mailchimp compliance state: unsubscribed, bounced or under review)")
+        if title == "Forgotten Email Not Subscribed":
+            return Outcome(OUTCOME_SKIPPED, "forgotten_email", terminal=True,
+                           status_decision="not re-added: permanently deleted in Mailchimp; the person must re-subscribe")
+        if title == "Member Exists":
+            old = op.context.get("old_email") if op else None
+            new = op.context.get("email") if op else None
+            if old and new and old != new:
+                return Outcome(OUTCOME_FAILED, "email_conflict",
+                               detail=f"cannot change {old} to {new}: {new} already belongs to another Mailchimp member "
+                                      "(merge or remove one of the two contacts, then the next run retries)")
+            return Outcome(OUTCOME_FAILED, "member_exists")
+        if result.status_code == 400 and "looks fake or invalid" in (result.detail or ""):
+            return Outcome(OUTCOME_FAILED, "email_rejected")
+        if "merge fields were invalid" in (result.detail or "").lower():
+            return Outcome(OUTCOME_FAILED, "merge_fields_invalid")
+        return Outcome(OUTCOME_FAILED, failure_reason(result))
+
+    def _interpret_tags(self, op: PlannedOp | None, result: "OperationResult") -> Outcome:
+        if result.ok:
+            return Outcome(OUTCOME_OK, "tags", state={"tags_managed": op.context["tags"]} if op else {})
+        if result.status_code == 404:
+            # the member is gone from Mailchimp: forget the confirmed write so it is created again
+            return Outcome(OUTCOME_FAILED, "member_not_found", state={"payload_hash": None, "mailchimp_id": None})
+        return Outcome(OUTCOME_FAILED, failure_reason(result))
+
+    def _interpret_unsubscribe(self, op: PlannedOp | None, result: "OperationResult") -> Outcome:
+        if result.ok:
+            body = result.body if isinstance(result.body, dict) else {}
+            return Outcome(OUTCOME_OK, "unsubscribe", state={"status": body.get("status", "unsubscribed")},
+                           extra={"opt_in": False, "no_marketing": True})
+        if result.status_code == 404:
+            return Outcome(OUTCOME_OK, "not_in_audience", state={"status": None, "mailchimp_id": None},
+                           extra={"opt_in": False, "no_marketing": True},
+                           status_decision="nothing to unsubscribe: not in the audience")
+        return Outcome(OUTCOME_FAILED, failure_reason(result))
+
+    def _interpret_erase(self, op: PlannedOp | None, ref: OpRef, result: "OperationResult") -> Outcome:
+        if result.ok or result.status_code == 404:
+            requested = op.context.get("requested_at") if op else ""
+            member = op.context.get("member") if op else None
+            tombstone = {
+                "status": ERASED,
+                "email": None,
+                "payload_hash": None,
+                "tags_managed": [],
+                "contact_id": None,
+                "quarantined": True,
+                "last_outcome": ERASED,
+                "last_error": f"erased on request {requested}".strip(),
+            }
+            if member:
+                tombstone["mailchimp_id"] = member
+            reason = "erase" if result.ok else "erase_not_in_audience"
+            return Outcome(OUTCOME_OK, reason, state=tombstone, status_decision="permanently deleted")
+        return Outcome(OUTCOME_FAILED, failure_reason(result))
+
+
+def _sortable_time(value: Any) -> str:
+    """Timestamps from SQLite come back as text, from PostgreSQL as datetimes: compare as ISO text."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None).isoformat(sep=" ")
+    return str(value).replace("T", " ")
+
+
+# ------------------------------------------------------------------------------------------------
+# audience and merge fields, before the first write
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class AudienceCheck:
+    list_id: str
+    name: str
+    created: bool = False
+    merge_fields_created: list[str] = field(default_factory=list)
+
+
+def ensure_audience(hook: "MailchimpHook", config: AudienceSyncConfig, *, source: str = "audience config") -> AudienceCheck:
+    """Find the audience (by id, or by name, creating it when configured), then check the merge
+    field mapping against it, creating missing merge fields. Raises :class:`MailchimpConfigError`
+    naming the config key for anything that would make members fail."""
+    spec = config.audience
+    created = False
+    if spec.id:
+        found = hook.get(f"/lists/{spec.id}", params={"fields": "id,name"})
+        list_id, name = found["id"], found.get("name", "")
+    else:
+        match = next((lst for lst in hook.paginate("/lists", "lists", fields=["id", "name"])
+                      if lst.get("name") == spec.name), None)
+        if match is None:
+            if not spec.create_if_missing:
+                raise MailchimpConfigError(
+                    f"{source}: audience.name: no Mailchimp audience is named {spec.name!r}. Create it, give its "
+                    "'id', or set create_if_missing: true (with contact, permission_reminder, campaign_defaults)."
+                )
+            contact = {k: v for k, v in vars(spec.contact).items() if v not in (None, "")} if spec.contact else {}
+            defaults = dict(vars(spec.campaign_defaults)) if spec.campaign_defaults else {}
+            match = hook.post("/lists", json={
+                "name": spec.name,
+                "contact": contact,
+                "permission_reminder": spec.permission_reminder,
+                "campaign_defaults": defaults,
+                "email_type_option": spec.email_type_option,
+                "double_optin": config.consent.double_opt_in,
+            })
+            created = True
+            log.info("Created Mailchimp audience %r (%s).", spec.name, match["id"])
+        list_id, name = match["id"], match.get("name", spec.name or "")
+    existing = list(hook.paginate(f"/lists/{list_id}/merge-fields", "merge_fields"))
+    to_create, problems = check_merge_fields(config, existing, list_name=name)
+    if to_create and not config.create_missing_merge_fields:
+        problems += [(f"merge_fields.{tag}", f"audience {name!r} has no merge field {tag}; create it in Mailchimp "
+                      "or set create_missing_merge_fields: true") for tag in to_create]
+    if problems:
+        raise MailchimpConfigError(
+            "The merge field mapping does not fit the audience; nothing was sent:\n  "
+            + "\n  ".join(f"{source}: {key}: {problem}" for key, problem in problems)
+        )
+    for tag in to_create:
+        spec_field = config.merge_fields[tag]
+        hook.post(f"/lists/{list_id}/merge-fields", json={
+            "tag": tag, "name": spec_field.name or tag, "type": spec_field.type, "required": False, "public": False,
+        })
+        log.info("Created merge field %s (%s) in audience %r.", tag, spec_field.type, name)
+    return AudienceCheck(list_id, name, created, to_create)
+
+
+def check_merge_fields(
+    config: AudienceSyncConfig, existing: list[dict[str, Any]], *, list_name: str = ""
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Compare the mapping with the audience's merge fields: ``(tags to create, problems)``.
+
+    A problem is a type mismatch, or a ``required`` audience field the mapping can leave empty
+    (unmapped; mapped without a ``default``; or not sent for guests): every such member would be
+    rejected with "Your merge fields were invalid", so it is stopped here instead.
+    """
+    by_tag = {str(f.get("tag")).upper(): f for f in existing}
+    problems: list[tuple[str, str]] = []
+    to_create = [tag for tag in config.merge_fields if tag not in by_tag]
+    for tag, spec in config.merge_fields.items():
+        found = by_tag.get(tag)
+        if found is not None and found.get("type") != spec.type:
+            problems.append((f"merge_fields.{tag}.type",
+                             f"{spec.type!r} but the audience's {tag} field has type {found.get('type')!r}"))
+    for tag, found in by_tag.items():
+        if not found.get("required"):
+            continue
+        spec = config.merge_fields.get(tag)
+        where = f"merge_fields.{tag}"
+        if spec is None:
+            problems.append((where, f"the audience {list_name!r} requires {tag} ({found.get('name')}) but the "
+                                    "mapping does not send it: map it, or make it optional in Mailchimp"))
+        elif spec.default in (None, "") and spec.type != "address":
+            problems.append((where, f"required in the audience, but column {spec.column!r} can be empty: add a "
+                                    "'default' (or make the field optional in Mailchimp)"))
+        elif spec.type == "address":
+            problems.append((where, "required in the audience, but ADDRESS is only sent when complete: make it "
+                                    "optional in Mailchimp"))
+        elif not spec.guests:
+            problems.append((where, "required in the audience, but guests send only their first name: set "
+                                    "'guests: true' on it (the default is then sent for guests)"))
+    return to_create, problems

@@ -1,0 +1,201 @@
+"""Reading the commerce tables as whole records, with memory flat in the size of the tables.
+
+A product comes with its variants and an order with its lines and promos. Loading every line to
+group them would hold 300k rows for 100k orders, so the child queries are sorted like the parent
+query and merged in one pass (a merge join): at any time only one parent's children are held.
+
+The merge compares keys in Python, so the database must sort them the same way. SQLite's default
+(BINARY) collation already does; on PostgreSQL a locale collation (``en_US``) orders ``a-2`` and
+``a1`` differently, so the extraction query is wrapped in an outer ``ORDER BY ... COLLATE "C"``.
+Any remaining disagreement (another dialect, a custom collation) is detected and raised as a
+configuration error rather than silently mis-grouping rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from mailchimp_provider.errors import MailchimpConfigError
+
+log = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+# Query name -> the columns it is merged on, in order.
+SORT_KEYS: dict[str, tuple[str, ...]] = {
+    "customers": ("customer_id",),
+    "products": ("product_id",),
+    "product_variants": ("product_id", "variant_id"),
+    "orders": ("order_id",),
+    "order_lines": ("order_id", "line_id"),
+    "order_promos": ("order_id", "code"),
+    "promo_rules": ("promo_rule_id",),
+    "promo_codes": ("promo_code_id",),
+}
+
+
+def _key(value: Any) -> str:
+    """Merge keys compare as text: ids may come back as ints from one table and text from another."""
+    return "" if value is None else str(value).strip()
+
+
+def checked_order(rows: Iterable[Row], column: str, query: str) -> Iterator[Row]:
+    """Pass rows through, raising if ``column`` ever goes backwards (see the module docstring)."""
+    previous: str | None = None
+    for row in rows:
+        current = _key(row.get(column))
+        if previous is not None and current < previous:
+            raise MailchimpConfigError(
+                f"Query {query!r} does not return rows sorted by {column} in byte order "
+                f"({previous!r} came before {current!r}). Keep its ORDER BY {column} and use a binary "
+                "collation (PostgreSQL: COLLATE \"C\") so lines, promos and variants can be merged with "
+                "their parent without holding them in memory."
+            )
+        previous = current
+        yield row
+
+
+class _Children:
+    """One sorted child stream, consumed group by group as the parent stream advances."""
+
+    def __init__(self, rows: Iterable[Row], column: str, query: str) -> None:
+        self._rows = iter(checked_order(rows, column, query))
+        self._column = column
+        self._query = query
+        self._head: Row | None = None
+        self._done = False
+        self.orphans = 0
+        self._advance()
+
+    def _advance(self) -> None:
+        self._head = next(self._rows, None)
+        self._done = self._head is None
+
+    def take(self, parent_key: str) -> list[Row]:
+        """The children of ``parent_key``; children of keys below it have no parent (orphans)."""
+        group: list[Row] = []
+        while not self._done:
+            assert self._head is not None
+            key = _key(self._head.get(self._column))
+            if key < parent_key:
+                self.orphans += 1
+                if self.orphans <= 5:
+                    log.warning("%s row for %s=%r has no parent row; it is not sent", self._query, self._column, key)
+                self._advance()
+            elif key == parent_key:
+                group.append(self._head)
+                self._advance()
+            else:
+                break
+        return group
+
+    def drain(self) -> None:
+        while not self._done:
+            self.orphans += 1
+            self._advance()
+
+
+def merge_children(
+    parents: Iterable[Row],
+    parent_column: str,
+    children: Sequence[tuple[Iterable[Row], str, str]],
+    *,
+    parent_query: str = "parent",
+    on_orphans: Callable[[str, int], None] | None = None,
+) -> Iterator[tuple[Row, list[list[Row]]]]:
+    """Yield ``(parent, [children of stream 1, children of stream 2, ...])`` in parent order.
+
+    ``children`` holds ``(rows, column, query_name)`` per child stream, each sorted by ``column``
+    like the parents. Children without a parent are counted and reported through ``on_orphans``
+    (query name, count) at the end, never attached to a wrong parent.
+    """
+    streams = [_Children(rows, column, query) for rows, column, query in children]
+    for parent in checked_order(parents, parent_column, parent_query):
+        key = _key(parent.get(parent_column))
+        yield parent, [stream.take(key) for stream in streams]
+    for stream in streams:
+        stream.drain()
+        if stream.orphans:
+            log.warning("%d %s row(s) had no parent row and were not sent", stream.orphans, stream._query)
+            if on_orphans is not None:
+                on_orphans(stream._query, stream.orphans)
+
+
+def flatten(chunks: Iterable[list[Row]]) -> Iterator[Row]:
+    """Rows of a chunked stream (``stream_sql`` yields lists of rows)."""
+    for chunk in chunks:
+        yield from chunk
+
+
+def binary_sorted_sql(sql: str, keys: Sequence[str], dialect: str) -> str:
+    """Wrap an extraction query so its rows come back sorted in byte order on ``keys``.
+
+    SQLite sorts text in byte order already, so its query is left alone (the planner would sort
+    twice otherwise). On PostgreSQL the outer query re-sorts with ``COLLATE "C"``.
+    """
+    body = sql.strip().rstrip(";").strip()
+    if dialect != "postgresql":
+        return body
+    order = ", ".join(f'src.{key}::text COLLATE "C"' for key in keys)
+    return f"SELECT src.* FROM (\n{body}\n) AS src\nORDER BY {order}"
+
+
+# ------------------------------------------------------------------------------------------------
+# running the queries
+# ------------------------------------------------------------------------------------------------
+def stream_sorted(db: Any, name: str, chunk_size: int) -> Iterator[Row]:
+    """Rows of ``include/sql/<name>.sql`` sorted in byte order on its merge keys, streamed."""
+    import sqlalchemy as sa
+
+    from mailchimp_provider.sync.engine import source_sql
+
+    sql = binary_sorted_sql(source_sql(name), SORT_KEYS[name], db.dialect.name)
+    with db.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(sa.text(sql))
+        for part in result.mappings().partitions(chunk_size):
+            for row in part:
+                yield dict(row)
+
+
+def merged_chunks(
+    db: Any, parent: str, key: str, children: Sequence[tuple[str, str]], chunk_size: int
+) -> Iterator[list[Row]]:
+    """Chunks of parent rows, each carrying its children under the given attribute names.
+
+    ``children`` is ``[(query name, attribute)]``, e.g. ``[("order_lines", "_lines"), ("order_promos",
+    "_promos")]``. Memory holds one chunk of parents and their children, whatever the table sizes.
+    """
+    streams = [(stream_sorted(db, name, chunk_size), key, name) for name, _ in children]
+    chunk: list[Row] = []
+    for row, groups in merge_children(stream_sorted(db, parent, chunk_size), key, streams, parent_query=parent):
+        for (_, attribute), group in zip(children, groups):
+            row[attribute] = group
+        chunk.append(row)
+        if len(chunk) >= chunk_size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def attach_children(db: Any, rows: list[Row], key: str, children: Sequence[tuple[str, str]]) -> list[Row]:
+    """Attach children to some parent rows fetched by id (used when re-planning a few records)."""
+    import sqlalchemy as sa
+
+    from mailchimp_provider.sync.engine import source_sql
+
+    ids = sorted({_key(r.get(key)) for r in rows})
+    by_parent: dict[str, dict[str, list[Row]]] = {}
+    with db.connect() as conn:
+        for name, attribute in children:
+            stmt = sa.text(f"SELECT * FROM ({source_sql(name)}) src WHERE src.{key} IN :ids").bindparams(
+                sa.bindparam("ids", expanding=True))
+            for start in range(0, len(ids), 900):
+                for child in conn.execute(stmt, {"ids": ids[start:start + 900]}).mappings():
+                    by_parent.setdefault(_key(child[key]), {}).setdefault(attribute, []).append(dict(child))
+    for row in rows:
+        groups = by_parent.get(_key(row.get(key)), {})
+        for _, attribute in children:
+            row[attribute] = groups.get(attribute, [])
+    return rows

@@ -1,0 +1,908 @@
+"""The forward sync engine: change detection, the plan, bookkeeping, quarantine, summary.
+
+It is entity-agnostic. An *entity* (``member`` for the audience sync; ``customer``, ``product``,
+``order``... for the e-commerce sync) supplies its rules as an :class:`EntityRules` subclass; the
+engine supplies everything that is the same for every entity:
+
+* **Planning, stateless.** :meth:`SyncEngine.next_operations` streams the entity's source query
+  (``include/sql/<name>.sql`` through ``warehouse_default``) in chunks, loads ``sync_state`` for
+  each chunk's keys, asks the rules what each record needs, and returns at most
+  ``max_operations_per_batch`` Mailchimp operations per call. What still needs sending is derived
+  from the source rows, ``sync_state`` and this run's ``sync_result`` rows only, so a deferral, a
+  worker crash or an Airflow retry simply plans again and finds less to do. Within one process a
+  generator keeps the scan position (an optimisation, never a source of truth). A pass that sends
+  something is followed by another pass (follow-up operations such as tags that need the member to
+  exist first); passes are capped at :data:`MAX_PASSES`.
+* **Operation ids** are ``<entity>:<record_id>:<payload hash>:<step>`` (see :class:`OpRef`): a
+  result maps back to its record, the payload it carried and the kind of write without any
+  extra state. Record ids may contain ``:``; the id is split from both ends.
+* **Change detection.** Rules hash the outgoing payload with :func:`payload_hash`; ``sync_state``
+  keeps the hash Mailchimp confirmed. Unchanged records cost no API call and get no result row.
+  ``full_refresh`` makes rules plan every record again.
+* **Bookkeeping** (:meth:`SyncEngine.apply_results`). Per operation result, one ``sync_result`` row
+  (``ok``/``failed``/``skipped``; HTTP status, error title/detail, field errors, batch id) and an
+  updated ``sync_state`` row, committed together per batch. ``sync_state``'s confirmed columns
+  (``payload_hash``, ``mailchimp_id``, ``email``, ``status``, ``tags_managed``) change only on a
+  confirmed write; a failure only moves ``attempts``/``last_outcome``/``last_error`` and records
+  the failed payload in ``extra["pending"]`` (``"<step>:<hash>"``).
+* **Quarantine.** A payload that failed ``max_attempts`` times (across runs) is quarantined: it is
+  skipped with reason ``quarantined`` until its source row changes (a new hash). Rules can also
+  declare an answer *terminal* (e.g. "Member In Compliance State"): recorded as ``skipped`` and
+  quarantined at once, because retrying the same payload cannot succeed.
+* **Within a run** a record whose operation failed is not sent again (the next run retries it).
+* **Dry run.** Every planned operation is recorded as ``outcome='planned'`` (reason = the action,
+  e.g. ``create``/``update``/``unsubscribe``/``tags``/``erase``; ``error_detail`` holds the
+  human detail such as tag changes) and nothing is sent; ``sync_state`` is untouched.
+* **Outcome.** :meth:`SyncEngine.summary` counts result rows per outcome and reason (plus the
+  unchanged records); :func:`format_summary` renders the table the task log ends with;
+  :meth:`SyncEngine.check_failure_threshold` fails the task (without retries) when failures exceed
+  the configured share, naming the top error titles and the SQL that lists the failed rows.
+
+How to add an entity
+--------------------
+1. Write ``include/sql/<name>.sql`` returning the contract's columns (one row per record).
+2. Subclass :class:`EntityRules`: set ``entity`` (the ``sync_state.entity`` value), ``sql_name``
+   and ``key_column``; implement :meth:`EntityRules.plan` (rows + states -> one
+   :class:`RecordPlan` per row: operations to send, skips with reasons, or ``unchanged=True``) and,
+   if the defaults do not fit, :meth:`EntityRules.interpret` (one operation result ->
+   :class:`Outcome` with the confirmed state columns to store). Use :func:`payload_hash` for the
+   hash and compare it with ``state.payload_hash``; honour ``ctx.full_refresh`` and
+   ``ctx.dry_run`` (in a dry run, plan follow-up operations right away so the plan is complete).
+3. Build a :class:`SyncEngine` with the rules in a ``MailchimpBatchLifecycleOperator`` subclass:
+   ``next_operations`` -> ``engine.next_operations()``, ``apply_results`` ->
+   ``engine.apply_results(batch_id, results)``, ``finish`` -> ``engine.finish()``.
+   ``operators/audience.py`` is the worked example; ``sync/audience.py`` the worked rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+
+import sqlalchemy as sa
+
+from mailchimp_provider.errors import MailchimpError
+
+if TYPE_CHECKING:
+    from mailchimp_provider.batches.results import OperationResult
+    from mailchimp_provider.warehouse.tables import WarehouseTables
+
+log = logging.getLogger(__name__)
+
+HASH_HEX_CHARS = 12
+"""Payload hashes are 48-bit blake2b digests in hex: short enough for operation ids, and a
+collision between two versions of the same record (the only comparison made) is ~1 in 2.8e14."""
+MAX_PASSES = 3
+"""Planning passes per process: the first sends changes, the second follow-ups (e.g. tags that
+need the member to exist), the third heals what a lost result left behind. Bounded on purpose."""
+STATE_LOOKUP_CHUNK = 900
+"""Keys per ``IN (...)`` lookup: well under every dialect's bind-parameter limit."""
+
+OUTCOME_OK = "ok"
+OUTCOME_FAILED = "failed"
+OUTCOME_SKIPPED = "skipped"
+OUTCOME_PLANNED = "planned"
+
+
+# ------------------------------------------------------------------------------------------------
+# hashing and operation ids
+# ------------------------------------------------------------------------------------------------
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON (sorted keys, no spaces; dates and decimals as strings)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+
+
+def payload_hash(value: Any) -> str:
+    """The change-detection hash of an outgoing payload (any JSON-able value)."""
+    return hashlib.blake2b(canonical_json(value).encode(), digest_size=HASH_HEX_CHARS // 2).hexdigest()
+
+
+@dataclass(frozen=True)
+class OpRef:
+    """What an operation id says: entity, record, payload hash and step (``u``, ``t``, ``d``...)."""
+
+    entity: str
+    record_id: str
+    payload_hash: str
+    step: str
+
+    def __str__(self) -> str:
+        return f"{self.entity}:{self.record_id}:{self.payload_hash}:{self.step}"
+
+    @classmethod
+    def parse(cls, operation_id: str | None) -> "OpRef | None":
+        """The parts of an id made by :meth:`__str__`, or None for ids this engine did not make."""
+        if not operation_id:
+            return None
+        entity, sep, rest = operation_id.partition(":")
+        parts = rest.rsplit(":", 2)
+        if not sep or len(parts) != 3 or not all(parts) or not entity:
+            return None
+        return cls(entity, parts[0], parts[1], parts[2])
+
+
+# ------------------------------------------------------------------------------------------------
+# what rules produce and consume
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class PlannedOp:
+    """One Mailchimp write for one record, with what bookkeeping needs to know about it."""
+
+    record_id: str
+    step: str
+    """One short code per kind of write; part of the operation id (``u`` upsert, ``t`` tags...)."""
+    operation: str
+    """``sync_result.operation``: the kind of write in words (``upsert``, ``tags``, ``erase``...)."""
+    method: str
+    path: str
+    body: dict[str, Any] | None
+    payload_hash: str
+    action: str
+    """The plan's vocabulary: ``create``, ``update``, ``unsubscribe``, ``tags``, ``erase``..."""
+    status_decision: str | None = None
+    detail: str | None = None
+    """Human detail for the plan (``+VIP -Retail``, ``email old@ -> new@``)."""
+    params: dict[str, Any] | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    """Entity-specific facts :meth:`EntityRules.interpret` needs (desired tags, consent...)."""
+
+    def ref(self, entity: str) -> OpRef:
+        return OpRef(entity, self.record_id, self.payload_hash, self.step)
+
+    def to_operation(self, entity: str) -> dict[str, Any]:
+        """The operation as Mailchimp's batch endpoint takes it (body as a JSON string)."""
+        op: dict[str, Any] = {"method": self.method, "path": self.path, "operation_id": str(self.ref(entity))}
+        if self.body is not None:
+            op["body"] = json.dumps(self.body, separators=(",", ":"), default=str)
+        if self.params:
+            op["params"] = self.params
+        return op
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A record (or one of its writes) deliberately not sent, with a reason a person can act on."""
+
+    record_id: str
+    reason: str
+    detail: str | None = None
+    operation: str = "skip"
+    status_decision: str | None = None
+
+
+@dataclass
+class RecordPlan:
+    """What one source record needs in this pass."""
+
+    record_id: str
+    ops: list[PlannedOp] = field(default_factory=list)
+    skips: list[Skip] = field(default_factory=list)
+    unchanged: bool = False
+
+
+@dataclass
+class StateRow:
+    """One ``sync_state`` row, decoded (``tags_managed`` as a list, ``extra`` as a dict)."""
+
+    entity: str
+    record_id: str
+    payload_hash: str | None = None
+    mailchimp_id: str | None = None
+    scope: str | None = None
+    contact_id: str | None = None
+    email: str | None = None
+    status: str | None = None
+    tags_managed: list[str] = field(default_factory=list)
+    last_outcome: str | None = None
+    attempts: int = 0
+    quarantined: bool = False
+    last_error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    synced_at: datetime | None = None
+
+    @property
+    def pending(self) -> str | None:
+        """``"<step>:<hash>"`` of the payload that last failed (None when the last write was ok)."""
+        value = self.extra.get("pending")
+        return value if isinstance(value, str) else None
+
+    def is_quarantined_for(self, step: str, hash_: str) -> bool:
+        return self.quarantined and self.pending == f"{step}:{hash_}"
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "entity": self.entity,
+            "record_id": self.record_id,
+            "payload_hash": self.payload_hash,
+            "mailchimp_id": self.mailchimp_id,
+            "scope": self.scope,
+            "contact_id": self.contact_id,
+            "email": self.email,
+            "status": self.status,
+            "tags_managed": sorted(self.tags_managed) if self.tags_managed else None,
+            "last_outcome": self.last_outcome,
+            "attempts": self.attempts,
+            "quarantined": self.quarantined,
+            "last_error": self.last_error,
+            "extra": self.extra or None,
+            "synced_at": self.synced_at,
+        }
+
+    @classmethod
+    def from_row(cls, row: Any) -> "StateRow":
+        m = row._mapping if hasattr(row, "_mapping") else row
+        return cls(
+            entity=m["entity"],
+            record_id=m["record_id"],
+            payload_hash=m["payload_hash"],
+            mailchimp_id=m["mailchimp_id"],
+            scope=m["scope"],
+            contact_id=m["contact_id"],
+            email=m["email"],
+            status=m["status"],
+            tags_managed=_json_list(m["tags_managed"]),
+            last_outcome=m["last_outcome"],
+            attempts=int(m["attempts"] or 0),
+            quarantined=bool(m["quarantined"]),
+            last_error=m["last_error"],
+            extra=_json_dict(m["extra"]),
+            synced_at=m["synced_at"],
+        )
+
+
+@dataclass
+class Outcome:
+    """How the rules read one operation result.
+
+    ``state`` holds the confirmed ``sync_state`` columns to set on success (``payload_hash``,
+    ``mailchimp_id``, ``email``, ``status``, ``tags_managed``, ``scope``, ``contact_id``) and
+    ``extra`` keys to merge. ``terminal`` marks a refusal retrying cannot fix (quarantine now).
+    """
+
+    outcome: str
+    reason: str
+    status_decision: str | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    terminal: bool = False
+    detail: str | None = None
+
+
+@dataclass
+class RunContext:
+    """Facts about the current run that rules may read while planning."""
+
+    run_id: str
+    dag_id: str = ""
+    task_id: str = ""
+    map_index: int = -1
+    full_refresh: bool = False
+    dry_run: bool = False
+    replanning: bool = False
+    """True while results are mapped back to records after a restart: rules must plan exactly as
+    they would have (ignore ``full_refresh``-independent side data that may have moved on)."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """Per-run data rules prepare once in :meth:`EntityRules.prepare` (duplicates, erasures...)."""
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """The engine's knobs (the audience config's ``sync:`` section maps onto these)."""
+
+    max_operations_per_batch: int = 5000
+    chunk_size: int = 2000
+    max_attempts: int = 3
+    max_failure_share: float = 0.05
+    """Fail the task when failed / (ok + failed) exceeds this share (0.05 = 5 %)."""
+    min_failures_to_fail: int = 1
+    """...and at least this many records failed (a single failure in a run of 3 is not a trend)."""
+
+    def __post_init__(self) -> None:
+        if self.max_operations_per_batch < 1:
+            raise ValueError("max_operations_per_batch must be at least 1")
+        if self.chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if not 0 <= self.max_failure_share <= 1:
+            raise ValueError("max_failure_share must be between 0 and 1")
+
+
+class SyncThresholdExceeded(MailchimpError):
+    """Too many records failed in this run; the message says which errors and how to list them."""
+
+
+# ------------------------------------------------------------------------------------------------
+# entity rules
+# ------------------------------------------------------------------------------------------------
+class EntityRules:
+    """Entity-specific rules. Subclass, set the three class attributes, implement :meth:`plan`."""
+
+    entity: str = ""
+    """The ``sync_state.entity`` / ``sync_result.entity`` value and the operation-id prefix."""
+    sql_name: str = ""
+    """Source query name: ``include/sql/<sql_name>.sql``."""
+    key_column: str = ""
+    """Column of the source query that identifies a record (becomes ``record_id``)."""
+
+    def prepare(self, engine: "SyncEngine", ctx: RunContext) -> None:
+        """Load per-run data into ``ctx.data`` before the first pass (default: nothing)."""
+
+    def plan(
+        self, engine: "SyncEngine", rows: list[dict[str, Any]], states: dict[str, StateRow], ctx: RunContext
+    ) -> Iterator[RecordPlan]:
+        """One :class:`RecordPlan` per row of a source chunk."""
+        raise NotImplementedError
+
+    def plan_extra(
+        self, engine: "SyncEngine", ctx: RunContext, record_ids: Sequence[str] | None = None
+    ) -> Iterator[RecordPlan]:
+        """Records that have no source row but still need writes (e.g. erasure requests of people
+        no longer in the source). ``record_ids`` restricts the plan when re-planning. Default: none."""
+        return iter(())
+
+    def interpret(self, op: PlannedOp | None, ref: OpRef, result: "OperationResult", state: StateRow | None) -> Outcome:
+        """Read one result (``op`` is None when the record's plan could not be reproduced: the
+        source changed since the batch was sent). Default: 2xx confirms the payload hash."""
+        if result.ok:
+            return Outcome(OUTCOME_OK, op.action if op else ref.step, state={"payload_hash": ref.payload_hash})
+        return Outcome(OUTCOME_FAILED, failure_reason(result))
+
+
+def failure_reason(result: "OperationResult") -> str:
+    """A stable, groupable reason for a failed result: the problem title as a slug."""
+    if result.status_code == 429:
+        return "rate_limited"
+    if result.status_code >= 500:
+        return "server_error"
+    title = result.title or f"http {result.status_code}"
+    return re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_") or f"http_{result.status_code}"
+
+
+# ------------------------------------------------------------------------------------------------
+# the engine
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class _PassStats:
+    records: int = 0
+    unchanged: int = 0
+    ops: int = 0
+
+
+class SyncEngine:
+    """Plans, records and summarises one entity's forward sync for one Airflow run.
+
+    ``db`` is the warehouse engine (``get_engine("warehouse_default")``); the tables are created
+    if missing. ``source_chunks`` may replace the streamed SQL (tests, or a non-SQL source).
+    """
+
+    def __init__(
+        self,
+        db: sa.Engine,
+        tables: "WarehouseTables",
+        rules: EntityRules,
+        ctx: RunContext,
+        settings: SyncSettings | None = None,
+    ) -> None:
+        self.db = db
+        self.tables = tables
+        self.rules = rules
+        self.ctx = ctx
+        self.settings = settings or SyncSettings()
+        self.entity = rules.entity
+        self._prepared = False
+        self._generator: Iterator[list[PlannedOp]] | None = None
+        self._in_flight: dict[str, PlannedOp] = {}
+        self._last_full_pass: _PassStats | None = None
+        self._skips_recorded: set[tuple[str, str]] = set()
+
+    # -- planning ----------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Create missing tables and let the rules load their per-run data (idempotent)."""
+        if self._prepared:
+            return
+        self.tables.create_all(self.db)
+        self.rules.prepare(self, self.ctx)
+        self._prepared = True
+
+    def next_operations(self) -> list[dict[str, Any]] | None:
+        """The next batch of Mailchimp operations, or None when nothing is left to send.
+
+        In a dry run the whole plan is recorded on the first call and None is returned.
+        """
+        self.prepare()
+        if self.ctx.dry_run:
+            if self._generator is None:
+                self._generator = iter(())
+                self._record_dry_run()
+            return None
+        if self._generator is None:
+            self._generator = self._batches()
+        batch = next(self._generator, None)
+        if batch is None:
+            return None
+        for op in batch:
+            self._in_flight[str(op.ref(self.entity))] = op
+        return [op.to_operation(self.entity) for op in batch]
+
+    def _batches(self) -> Iterator[list[PlannedOp]]:
+        limit = self.settings.max_operations_per_batch
+        for pass_no in range(1, MAX_PASSES + 1):
+            stats = _PassStats()
+            failed = self.failed_in_run()
+            buffer: list[PlannedOp] = []
+            for plan in self._iter_plans(stats, failed, record_skips=True):
+                if not plan.ops:
+                    continue
+                if buffer and len(buffer) + len(plan.ops) > limit:
+                    yield buffer
+                    buffer = []
+                buffer.extend(plan.ops)
+                stats.ops += len(plan.ops)
+            if buffer:
+                yield buffer
+            log.info(
+                "%s pass %d: %d records, %d unchanged, %d operations planned",
+                self.entity, pass_no, stats.records, stats.unchanged, stats.ops,
+            )
+            self._last_full_pass = stats
+            if stats.ops == 0:
+                return
+        log.warning(
+            "%s: stopped after %d planning passes with operations still planned; the next run "
+            "continues (this happens when results are lost, e.g. an expired batch)", self.entity, MAX_PASSES,
+        )
+
+    def _iter_plans(
+        self, stats: _PassStats, failed: set[tuple[str, str]], *, record_skips: bool
+    ) -> Iterator[RecordPlan]:
+        """Plans for every source record and extra record, filtered by this run's failures and
+        quarantine; skips are recorded (once per process) as the chunks go by."""
+        for rows in self.source_chunks():
+            ids = [str(r[self.rules.key_column]) for r in rows]
+            states = self.load_states(ids)
+            plans = [self._filter(p, states.get(p.record_id), failed) for p in self.rules.plan(self, rows, states, self.ctx)]
+            stats.records += len(rows)
+            if record_skips:
+                self._record_skips(plans)
+            for plan in plans:
+                if plan.unchanged and not plan.ops and not plan.skips:
+                    stats.unchanged += 1
+                yield plan
+        extra = list(self.rules.plan_extra(self, self.ctx))
+        if extra:
+            states = self.load_states([p.record_id for p in extra])
+            extra = [self._filter(p, states.get(p.record_id), failed) for p in extra]
+            stats.records += len(extra)
+            if record_skips:
+                self._record_skips(extra)
+            yield from extra
+
+    def _filter(self, plan: RecordPlan, state: StateRow | None, failed: set[tuple[str, str]]) -> RecordPlan:
+        """Drop writes that failed earlier in this run; turn quarantined writes into skips."""
+        kept: list[PlannedOp] = []
+        for op in plan.ops:
+            if (op.record_id, op.operation) in failed:
+                continue
+            if state is not None and state.is_quarantined_for(op.step, op.payload_hash) and not self.ctx.full_refresh:
+                plan.skips.append(
+                    Skip(op.record_id, "quarantined", f"after {state.attempts} attempt(s): {state.last_error or ''}".strip(), op.operation)
+                )
+                continue
+            kept.append(op)
+        plan.ops = kept
+        return plan
+
+    def source_chunks(self) -> Iterator[list[dict[str, Any]]]:
+        """The entity's source rows in chunks of ``settings.chunk_size`` (streamed)."""
+        from mailchimp_provider.warehouse.extract import stream_sql
+
+        yield from stream_sql(self.db, self.rules.sql_name, chunk_size=self.settings.chunk_size)
+
+    def fetch_source(self, record_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Source rows for some records, by wrapping the entity's SQL (used to re-plan after a restart)."""
+        if not record_ids:
+            return []
+        sql = source_sql(self.rules.sql_name)
+        key = self.rules.key_column
+        out: list[dict[str, Any]] = []
+        stmt = sa.text(f"SELECT * FROM ({sql}) src WHERE src.{key} IN :ids").bindparams(
+            sa.bindparam("ids", expanding=True)
+        )
+        with self.db.connect() as conn:
+            for part in _chunks(list(record_ids), STATE_LOOKUP_CHUNK):
+                out.extend(dict(r._mapping) for r in conn.execute(stmt, {"ids": part}))
+        return out
+
+    def load_states(self, record_ids: Iterable[str]) -> dict[str, StateRow]:
+        """``sync_state`` rows of this entity for ``record_ids``."""
+        ids = list(dict.fromkeys(record_ids))
+        table = self.tables.sync_state
+        out: dict[str, StateRow] = {}
+        if not ids:
+            return out
+        stmt = sa.select(table).where(table.c.entity == self.entity, table.c.record_id.in_(sa.bindparam("ids", expanding=True)))
+        with self.db.connect() as conn:
+            for part in _chunks(ids, STATE_LOOKUP_CHUNK):
+                for row in conn.execute(stmt, {"ids": part}):
+                    state = StateRow.from_row(row)
+                    out[state.record_id] = state
+        return out
+
+    def failed_in_run(self) -> set[tuple[str, str]]:
+        """``(record_id, operation)`` of this run's failed writes: not sent again in this run."""
+        t = self.tables.sync_result
+        stmt = sa.select(t.c.record_id, t.c.operation).where(
+            t.c.run_id == self.ctx.run_id, t.c.entity == self.entity, t.c.outcome == OUTCOME_FAILED
+        )
+        with self.db.connect() as conn:
+            return {(r.record_id, r.operation) for r in conn.execute(stmt)}
+
+    # -- recording skips and the dry-run plan --------------------------------------------------
+    def _record_skips(self, plans: list[RecordPlan]) -> None:
+        rows = []
+        for plan in plans:
+            for skip in plan.skips:
+                key = (skip.record_id, skip.operation)
+                if key in self._skips_recorded:
+                    continue
+                self._skips_recorded.add(key)
+                rows.append(self._result_row(skip.record_id, skip.operation, OUTCOME_SKIPPED, skip.reason,
+                                             status_decision=skip.status_decision, error_detail=skip.detail))
+        if rows:
+            self._write(results=rows)
+
+    def _record_dry_run(self) -> None:
+        stats = _PassStats()
+        buffer: list[dict[str, Any]] = []
+        for plan in self._iter_plans(stats, set(), record_skips=True):
+            for op in plan.ops:
+                stats.ops += 1
+                buffer.append(
+                    self._result_row(op.record_id, op.operation, OUTCOME_PLANNED, op.action,
+                                     status_decision=op.status_decision, error_detail=op.detail,
+                                     operation_id=str(op.ref(self.entity)))
+                )
+            if len(buffer) >= self.settings.max_operations_per_batch:
+                self._write(results=buffer)
+                buffer = []
+        if buffer:
+            self._write(results=buffer)
+        self._last_full_pass = stats
+        log.info("%s dry run: %d records, %d unchanged, %d operations planned (nothing sent)",
+                 self.entity, stats.records, stats.unchanged, stats.ops)
+
+    # -- applying results ------------------------------------------------------------------------
+    def apply_results(self, batch_id: str | None, results: Iterable["OperationResult"]) -> Counter[str]:
+        """Record one batch's results: ``sync_result`` rows and ``sync_state`` updates, committed in
+        slices as the (streamed) results go by. Safe to call twice for the same batch."""
+        counts: Counter[str] = Counter()
+        pending: list[tuple[OpRef, "OperationResult"]] = []
+        for result in results:
+            ref = OpRef.parse(result.operation_id)
+            if ref is None or ref.entity != self.entity:
+                log.warning("batch %s: result for operation id %r is not a %s operation of this engine; ignored",
+                            batch_id, result.operation_id, self.entity)
+                counts["unmapped"] += 1
+                continue
+            pending.append((ref, result))
+            if len(pending) >= self.settings.max_operations_per_batch:
+                counts.update(self._apply_slice(batch_id, pending))
+                pending = []
+        if pending:
+            counts.update(self._apply_slice(batch_id, pending))
+        return counts
+
+    def _apply_slice(self, batch_id: str | None, items: list[tuple[OpRef, "OperationResult"]]) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        ids = list(dict.fromkeys(ref.record_id for ref, _ in items))
+        states = self.load_states(ids)
+        missing = [ref for ref, _ in items if str(ref) not in self._in_flight]
+        replanned = self._replan({ref.record_id for ref in missing}, states) if missing else {}
+        now = datetime.now(timezone.utc)
+        result_rows: list[dict[str, Any]] = []
+        for ref, result in items:
+            op = self._in_flight.pop(str(ref), None) or replanned.get(str(ref))
+            state = states.get(ref.record_id)
+            outcome = self.rules.interpret(op, ref, result, state)
+            new_state = self._next_state(ref, state, outcome, result, now)
+            states[ref.record_id] = new_state
+            counts[outcome.outcome] += 1
+            result_rows.append(
+                self._result_row(
+                    ref.record_id,
+                    op.operation if op else self._operation_name(ref.step),
+                    outcome.outcome,
+                    outcome.reason,
+                    status_decision=outcome.status_decision or (op.status_decision if op else None),
+                    http_status=result.status_code,
+                    error_title=result.title,
+                    error_detail=outcome.detail or result.detail,
+                    field_errors=result.field_errors or None,
+                    retriable=(result.status_code == 429 or result.status_code >= 500) if not result.ok else None,
+                    attempt=new_state.attempts if outcome.outcome == OUTCOME_FAILED else None,
+                    batch_id=batch_id,
+                    operation_id=str(ref),
+                )
+            )
+        touched = {ref.record_id for ref, _ in items}
+        self._write(states=[states[i].to_row() for i in touched], results=result_rows)
+        return counts
+
+    def _operation_name(self, step: str) -> str:
+        names = getattr(self.rules, "operation_names", {}) or {}
+        return names.get(step, step)
+
+    def _replan(self, record_ids: set[str], states: dict[str, StateRow]) -> dict[str, PlannedOp]:
+        """Plan some records again to recover their operations' context after a restart."""
+        replanning = RunContext(**{**self.ctx.__dict__, "replanning": True, "data": self.ctx.data})
+        ops: dict[str, PlannedOp] = {}
+        rows = self.fetch_source(sorted(record_ids))
+        plans = list(self.rules.plan(self, rows, states, replanning)) if rows else []
+        found = {str(r[self.rules.key_column]) for r in rows}
+        rest = [i for i in record_ids if i not in found]
+        if rest:
+            plans.extend(self.rules.plan_extra(self, replanning, rest))
+        for plan in plans:
+            for op in plan.ops:
+                ops[str(op.ref(self.entity))] = op
+        return ops
+
+    def _next_state(
+        self, ref: OpRef, state: StateRow | None, outcome: Outcome, result: "OperationResult", now: datetime
+    ) -> StateRow:
+        new = StateRow(**{**(state.__dict__ if state else {}), "entity": self.entity, "record_id": ref.record_id})
+        new.extra = dict(new.extra)
+        new.tags_managed = list(new.tags_managed)
+        if outcome.outcome == OUTCOME_OK:
+            new.extra.pop("pending", None)
+            new.last_outcome = OUTCOME_OK
+            new.attempts = 0
+            new.quarantined = False
+            new.last_error = None
+            new.synced_at = now
+            for key, value in outcome.state.items():  # rules may set a tombstone (erased) here
+                setattr(new, key, value)
+            new.extra.update(outcome.extra)
+            return new
+        pending = f"{ref.step}:{ref.payload_hash}"
+        error = f"{result.title}: {result.detail}" if result.title else (outcome.detail or outcome.reason)
+        new.attempts = (new.attempts if new.pending == pending else 0) + 1
+        new.extra.update(outcome.extra)
+        new.extra["pending"] = pending
+        new.last_error = error
+        for key, value in outcome.state.items():  # rules may correct facts even on a refusal
+            setattr(new, key, value)
+        if outcome.terminal:
+            new.quarantined = True
+            new.last_outcome = "refused"
+        else:
+            new.quarantined = new.attempts >= self.settings.max_attempts
+            new.last_outcome = "quarantined" if new.quarantined else OUTCOME_FAILED
+        return new
+
+    # -- writing -----------------------------------------------------------------------------------
+    def _result_row(self, record_id: str, operation: str, outcome: str, reason: str | None, **columns: Any) -> dict[str, Any]:
+        row = {
+            "run_id": self.ctx.run_id,
+            "entity": self.entity,
+            "record_id": record_id,
+            "operation": operation,
+            "outcome": outcome,
+            "reason": reason,
+            "status_decision": None,
+            "http_status": None,
+            "error_title": None,
+            "error_detail": None,
+            "field_errors": None,
+            "retriable": None,
+            "attempt": None,
+            "batch_id": None,
+            "operation_id": None,
+            "dag_id": self.ctx.dag_id,
+            "task_id": self.ctx.task_id,
+            "map_index": self.ctx.map_index,
+            "recorded_at": datetime.now(timezone.utc),
+        }
+        row.update(columns)
+        return row
+
+    def _write(self, *, states: list[dict[str, Any]] | None = None, results: list[dict[str, Any]] | None = None) -> None:
+        from mailchimp_provider.warehouse.upsert import upsert
+
+        with self.db.begin() as conn:
+            if states:
+                upsert(conn, self.tables.sync_state, states, key=["entity", "record_id"])
+            if results:
+                upsert(conn, self.tables.sync_result, results, key=["run_id", "entity", "record_id", "operation"])
+
+    # -- outcome -----------------------------------------------------------------------------------
+    def summary(self) -> "SyncSummary":
+        """Counts of this run's result rows per outcome/operation/reason, plus unchanged records."""
+        return run_summary(self.db, self.tables, self.ctx.run_id, self.entity,
+                           total_records=self._last_full_pass.records if self._last_full_pass else None)
+
+    def finish(self, logger: logging.Logger | logging.LoggerAdapter | None = None) -> "SyncSummary":
+        """Log the summary table (to ``logger``, e.g. the task's) and apply the failure threshold."""
+        summary = self.summary()
+        (logger or log).info("\n%s", format_summary(summary, dry_run=self.ctx.dry_run))
+        self.check_failure_threshold(summary)
+        return summary
+
+    def check_failure_threshold(self, summary: "SyncSummary") -> None:
+        """Raise :class:`SyncThresholdExceeded` when failures exceed ``max_failure_share``."""
+        failed = summary.count(OUTCOME_FAILED)
+        attempted = failed + summary.count(OUTCOME_OK)
+        if failed < max(1, self.settings.min_failures_to_fail) or attempted == 0:
+            return
+        share = failed / attempted
+        if share <= self.settings.max_failure_share:
+            if failed:
+                log.warning("%d of %d %s writes failed (%.1f%%, threshold %.1f%%); listing: %s",
+                            failed, attempted, self.entity, share * 100, self.settings.max_failure_share * 100,
+                            self.failed_rows_sql())
+            return
+        titles = top_error_titles(self.db, self.tables, self.ctx.run_id, self.entity)
+        raise SyncThresholdExceeded(
+            f"{failed} of {attempted} {self.entity} writes failed in run {self.ctx.run_id} "
+            f"({share:.1%} > threshold {self.settings.max_failure_share:.1%}). Top errors: "
+            + "; ".join(f"{title} x{n}" for title, n in titles)
+            + f". List the failed rows with: {self.failed_rows_sql()}"
+        )
+
+    def failed_rows_sql(self) -> str:
+        """A query a person can paste into a SQL client to see this run's failed rows."""
+        run_id = self.ctx.run_id.replace("'", "''")
+        return (
+            f"SELECT record_id, operation, http_status, error_title, error_detail, field_errors, batch_id "
+            f"FROM {self.tables.table_name('sync_result')} WHERE run_id = '{run_id}' "
+            f"AND entity = '{self.entity}' AND outcome = 'failed' ORDER BY record_id"
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# summaries (also used by the demo to print per-reason counts for a run)
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class SyncSummary:
+    """Per-run counts: ``rows`` are ``(outcome, operation, reason, count)``."""
+
+    run_id: str
+    entity: str
+    rows: list[tuple[str, str, str, int]]
+    total_records: int | None = None
+    """Records the last complete planning pass saw (None when no pass ran in this process)."""
+    distinct_records: int = 0
+    """Records with at least one result row in this run."""
+
+    def count(self, outcome: str, reason: str | None = None) -> int:
+        return sum(n for o, _, r, n in self.rows if o == outcome and (reason is None or r == reason))
+
+    @property
+    def records_with_results(self) -> int:
+        return sum(n for *_, n in self.rows)
+
+    @property
+    def unchanged(self) -> int | None:
+        """Records that needed nothing (known when the last planning pass ran in this process)."""
+        return None if self.total_records is None else max(0, self.total_records - self.distinct_records)
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        """``{outcome: {reason: count}}`` (operations folded together), for the demo and XCom."""
+        out: dict[str, dict[str, int]] = {}
+        for outcome, _, reason, n in self.rows:
+            bucket = out.setdefault(outcome, {})
+            bucket[reason or ""] = bucket.get(reason or "", 0) + n
+        if self.unchanged is not None:
+            out.setdefault("unchanged", {})["unchanged"] = self.unchanged
+        return out
+
+
+def run_summary(
+    db: sa.Engine, tables: "WarehouseTables", run_id: str, entity: str | None = None, *, total_records: int | None = None
+) -> SyncSummary:
+    """Count ``sync_result`` rows of ``run_id`` (optionally one entity) per outcome/operation/reason."""
+    t = tables.sync_result
+    where = [t.c.run_id == run_id]
+    if entity:
+        where.append(t.c.entity == entity)
+    stmt = (
+        sa.select(t.c.outcome, t.c.operation, t.c.reason, sa.func.count())
+        .where(*where)
+        .group_by(t.c.outcome, t.c.operation, t.c.reason)
+        .order_by(t.c.outcome, t.c.operation, t.c.reason)
+    )
+    distinct = sa.select(sa.func.count(sa.distinct(t.c.record_id))).where(*where)
+    with db.connect() as conn:
+        rows = [(r[0], r[1], r[2] or "", int(r[3])) for r in conn.execute(stmt)]
+        n_distinct = int(conn.execute(distinct).scalar() or 0)
+    return SyncSummary(run_id, entity or "*", rows, total_records, n_distinct)
+
+
+def top_error_titles(db: sa.Engine, tables: "WarehouseTables", run_id: str, entity: str, limit: int = 5) -> list[tuple[str, int]]:
+    """The most frequent error titles among this run's failed rows."""
+    t = tables.sync_result
+    stmt = (
+        sa.select(sa.func.coalesce(t.c.error_title, t.c.reason), sa.func.count().label("n"))
+        .where(t.c.run_id == run_id, t.c.entity == entity, t.c.outcome == OUTCOME_FAILED)
+        .group_by(sa.func.coalesce(t.c.error_title, t.c.reason))
+        .order_by(sa.desc("n"))
+        .limit(limit)
+    )
+    with db.connect() as conn:
+        return [(str(r[0]), int(r[1])) for r in conn.execute(stmt)]
+
+
+def format_summary(summary: SyncSummary, *, dry_run: bool = False) -> str:
+    """The table the task log ends with: one line per outcome / operation / reason."""
+    title = f"Mailchimp {summary.entity} sync, run {summary.run_id}" + (" (DRY RUN: nothing sent)" if dry_run else "")
+    lines = [(o, op, r or "-", str(n)) for o, op, r, n in summary.rows]
+    if summary.unchanged is not None:
+        lines.append(("unchanged", "-", "no change since last sync", str(summary.unchanged)))
+    header = ("outcome", "operation", "reason", "count")
+    widths = [max(len(header[i]), *(len(line[i]) for line in lines)) if lines else len(header[i]) for i in range(4)]
+
+    def fmt(cols: tuple[str, ...]) -> str:
+        return "  ".join(c.rjust(widths[i]) if i == 3 else c.ljust(widths[i]) for i, c in enumerate(cols))
+
+    rule = "-" * (sum(widths) + 6)
+    body = [fmt(line) for line in lines] or ["(no records)"]
+    totals = Counter()
+    for o, _, _, n in summary.rows:
+        totals[o] += n
+    total_line = ", ".join(f"{k}={v}" for k, v in sorted(totals.items()))
+    if summary.unchanged is not None:
+        total_line += (", " if total_line else "") + f"unchanged={summary.unchanged}"
+    return "\n".join([title, rule, fmt(header), rule, *body, rule, "totals: " + (total_line or "none")])
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+def source_sql(name: str) -> str:
+    """The text of ``include/sql/<name>.sql`` without comments or a trailing semicolon, so it can
+    be wrapped as a subquery."""
+    from mailchimp_provider.warehouse import extract
+
+    loader = getattr(extract, "load_sql", None) or getattr(extract, "read_sql", None)
+    if loader is None:
+        raise MailchimpError("warehouse.extract exposes no SQL loader (load_sql)")
+    text = loader(name)
+    lines = [line.split("--", 1)[0] if "--" in line and "'" not in line else line for line in text.splitlines()]
+    sql = "\n".join(lines).strip().rstrip(";").strip()
+    return sql
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _json_list(value: Any) -> list[str]:
+    if value in (None, ""):
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    try:
+        parsed = json.loads(value)
+    except (TypeError, ValueError):
+        return []
+    return [str(v) for v in parsed] if isinstance(parsed, list) else []
+
+
+def _json_dict(value: Any) -> dict[str, Any]:
+    if value in (None, ""):
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    try:
+        parsed = json.loads(value)
+    except (TypeError, ValueError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}

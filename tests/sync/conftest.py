@@ -1,0 +1,169 @@
+"""Helpers for the audience sync specs: a purpose-built customer table, a config per test, and
+``dag.test()`` runs of the shipped ``mailchimp_audience_sync`` DAG against the emulator."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DAG_FILE = ROOT / "dags" / "mailchimp_audience_sync.py"
+DAG_ID = "mailchimp_audience_sync"
+PUT_MEMBER = "PUT /lists/{list_id}/members/{subscriber_hash}"
+PATCH_MEMBER = "PATCH /lists/{list_id}/members/{subscriber_hash}"
+POST_TAGS = "POST /lists/{list_id}/members/{subscriber_hash}/tags"
+DELETE_PERMANENT = "POST /lists/{list_id}/members/{subscriber_hash}/actions/delete-permanent"
+POST_BATCHES = "POST /batches"
+BASE_TIME = datetime(2024, 3, 1, 9, 0, tzinfo=timezone.utc)
+
+
+def subscriber_hash(email: str) -> str:
+    return hashlib.md5(email.strip().lower().encode()).hexdigest()
+
+
+def customer(customer_id: str, email: str | None, *, minutes: int = 0, **columns: Any) -> dict[str, Any]:
+    """A customers row with sensible defaults; ``minutes`` orders ``created_at``."""
+    row = {
+        "customer_id": customer_id,
+        "email": email,
+        "first_name": f"First{customer_id}",
+        "last_name": f"Last{customer_id}",
+        "company": None,
+        "phone": None,
+        "customer_type": None,
+        "tags": None,
+        "address1": None,
+        "city": None,
+        "province": None,
+        "postal_code": None,
+        "country_code": None,
+        "marketing_opt_in": False,
+        "no_marketing": False,
+        "is_guest": False,
+        "created_at": BASE_TIME + timedelta(minutes=minutes),
+        "updated_at": BASE_TIME + timedelta(minutes=minutes),
+    }
+    row.update(columns)
+    return row
+
+
+class SyncHarness:
+    """One warehouse + the emulator + a config file: seed rows, run the DAG, read what happened."""
+
+    def __init__(self, warehouse: Any, emulator: Any, config_path: Path) -> None:
+        from mailchimp_provider.warehouse.source_tables import create_source_tables, source_metadata
+        from mailchimp_provider.warehouse.tables import WarehouseTables
+
+        self.warehouse = warehouse
+        self.emulator = emulator
+        self.config_path = config_path
+        self.db: sa.Engine = warehouse.engine
+        create_source_tables(self.db)
+        self.source = source_metadata()
+        self.tables = WarehouseTables()
+        self.tables.create_all(self.db)
+
+    # -- source data -------------------------------------------------------------------------
+    def insert(self, *rows: dict[str, Any]) -> None:
+        with self.db.begin() as conn:
+            conn.execute(self.source.tables["customers"].insert(), list(rows))
+
+    def update(self, customer_id: str, **columns: Any) -> None:
+        t = self.source.tables["customers"]
+        with self.db.begin() as conn:
+            conn.execute(t.update().where(t.c.customer_id == customer_id).values(**columns))
+
+    def request_erasure(self, customer_id: str | None, email: str | None) -> None:
+        with self.db.begin() as conn:
+            conn.execute(self.source.tables["marketing_erasure_requests"].insert(),
+                         [{"customer_id": customer_id, "email": email, "requested_at": BASE_TIME}])
+
+    # -- running -------------------------------------------------------------------------------
+    def load_dag(self) -> Any:
+        from airflow.dag_processing.dagbag import DagBag
+
+        bag = DagBag(dag_folder=str(DAG_FILE))
+        assert not bag.import_errors, bag.import_errors
+        return bag.get_dag(DAG_ID)
+
+    def run(self, *, dag: Any = None, **params: Any) -> Any:
+        """One ``dag.test()`` run; returns the DagRun (``.state``, ``.run_id``)."""
+        dag = dag or self.load_dag()
+        return dag.test(run_conf=params or None)
+
+    def list_id(self) -> str:
+        lists = self.emulator.api("GET", "/lists").json()["lists"]
+        assert len(lists) == 1, lists
+        return lists[0]["id"]
+
+    # -- reading -------------------------------------------------------------------------------
+    def results(self, run_id: str) -> dict[tuple[str, str], dict[str, Any]]:
+        t = self.tables.sync_result
+        with self.db.connect() as conn:
+            rows = conn.execute(sa.select(t).where(t.c.run_id == run_id)).mappings().all()
+        return {(r["record_id"], r["operation"]): dict(r) for r in rows}
+
+    def outcome(self, run_id: str, record_id: str) -> list[tuple[str, str, str]]:
+        """``(operation, outcome, reason)`` of one record in one run, sorted."""
+        return sorted((op, r["outcome"], r["reason"]) for (rid, op), r in self.results(run_id).items() if rid == record_id)
+
+    def state(self, record_id: str) -> dict[str, Any] | None:
+        t = self.tables.sync_state
+        with self.db.connect() as conn:
+            row = conn.execute(sa.select(t).where(t.c.entity == "member", t.c.record_id == record_id)).mappings().first()
+        return dict(row) if row else None
+
+    def member(self, email: str) -> dict[str, Any] | None:
+        resp = self.emulator.api("GET", f"/lists/{self.list_id()}/members/{subscriber_hash(email)}")
+        return resp.json() if resp.status_code == 200 else None
+
+    def members(self) -> list[dict[str, Any]]:
+        return self.emulator.api("GET", f"/lists/{self.list_id()}/members", params={"count": 1000}).json()["members"]
+
+    def batch_ops(self, route: str) -> int:
+        """Operations of ``route`` the emulator ran inside batches so far."""
+        return self.emulator.admin("GET", "stats")["routes"].get(route, {}).get("batch", 0)
+
+    def total_batch_ops(self) -> int:
+        return self.emulator.admin("GET", "stats")["operations_applied"]
+
+
+def write_config(path: Path, **overrides: Any) -> Path:
+    """The shipped config with ``overrides`` merged in (nested dicts merge key by key)."""
+    config = yaml.safe_load((ROOT / "include" / "audience_sync.yaml").read_text())
+
+    def merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
+        for key, value in extra.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                merge(base[key], value)
+            else:
+                base[key] = value
+
+    merge(config, overrides)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def make_harness(
+    emulator: Any, airflow_db: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., SyncHarness]:
+    """``make_harness(warehouse, **config_overrides)``: the DAG then reads that config."""
+    from mailchimp_provider.warehouse.connection import dispose_engines
+
+    def make(warehouse: Any, **overrides: Any) -> SyncHarness:
+        overrides.setdefault("sync", {})
+        overrides["sync"] = {"poll_interval": 0.05, **overrides["sync"]}
+        path = write_config(tmp_path / "audience_sync.yaml", **overrides)
+        monkeypatch.setenv("MAILCHIMP_AUDIENCE_SYNC_CONFIG", str(path))
+        dispose_engines()
+        return SyncHarness(warehouse, emulator, path)
+
+    yield make
+    dispose_engines()
