@@ -14,6 +14,7 @@ import contextlib
 import copy
 import json
 import logging
+import time
 import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -115,16 +116,23 @@ class Emulator:
         self._dirty = False
 
     async def _autosave(self) -> None:
+        """Save every few seconds when something changed. Serialising runs on the event loop (the
+        state must not change mid-dump), so a big state is saved less often: the pause is at
+        least five times the last dump's duration."""
+        pause = AUTOSAVE_SECONDS
         while True:
-            await asyncio.sleep(AUTOSAVE_SECONDS)
-            if self._dirty or self._fingerprint() != self._saved_fingerprint:
-                try:
-                    text = json.dumps(self.state.to_json(), separators=(",", ":"))
-                    fingerprint = self._fingerprint()
-                    await asyncio.to_thread(write_json_atomically, self.state_file, text)
-                    self._saved_fingerprint, self._dirty = fingerprint, False
-                except OSError:
-                    log.exception("could not save the emulator state to %s", self.state_file)
+            await asyncio.sleep(pause)
+            if not self._dirty and self._fingerprint() == self._saved_fingerprint:
+                continue
+            started = time.monotonic()
+            try:
+                text = json.dumps(self.state.to_json(), separators=(",", ":"))
+                fingerprint = self._fingerprint()
+                pause = max(AUTOSAVE_SECONDS, 5 * (time.monotonic() - started))
+                await asyncio.to_thread(write_json_atomically, self.state_file, text)
+                self._saved_fingerprint, self._dirty = fingerprint, False
+            except OSError:
+                log.exception("could not save the emulator state to %s", self.state_file)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import gc
 import gzip
 import io
 import json
@@ -26,7 +28,7 @@ import math
 import secrets
 import tarfile
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import parse_qsl
 
 from .collections import filter_fields, page
@@ -263,6 +265,23 @@ def build_archive(batch_id: str, results: list[tuple[int, Any, str]]) -> bytes:
     return out.getvalue()
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a slice of operations runs.
+
+    A big batch allocates hundreds of thousands of long-lived dicts (members, results); the
+    collector would rescan all of them again and again (a third of the run time in measurements).
+    Nothing here makes reference cycles, and the collector runs again between slices.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 class BatchProcessor:
     """The background task that runs batches one at a time (started in the app's lifespan)."""
 
@@ -313,11 +332,12 @@ class BatchProcessor:
                 budget -= take
             else:
                 take = SLICE
-            for op in operations[done : done + take]:
-                outcome = run_operation(state, op, root_url)
-                results.append(outcome)
-                if outcome[0] >= 400:
-                    errored += 1
+            with _collector_paused():
+                for op in operations[done : done + take]:
+                    outcome = run_operation(state, op, root_url)
+                    results.append(outcome)
+                    if outcome[0] >= 400:
+                        errored += 1
             done += len(operations[done : done + take])
             batch["finished_operations"] = done
             batch["errored_operations"] = errored

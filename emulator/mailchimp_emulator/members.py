@@ -79,6 +79,7 @@ _OPTIONAL_FIELDS = (
 # ------------------------------------------------------------------------------------------------
 # helpers used by other modules
 # ------------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=8192)
 def subscriber_hash(email: str) -> str:
     """Mailchimp's member id: md5 of the trimmed, lower-cased email address."""
     return hashlib.md5(email.strip().lower().encode()).hexdigest()
@@ -516,7 +517,7 @@ def _tag_record(state: EmulatorState, list_id: str, name: str) -> dict[str, Any]
     registry = state.tags.setdefault(list_id, {})
     record = registry.get(name)
     if record is None:
-        record = {"id": len(registry) + 1 + random.randint(0, 99) * 100_000, "name": name}
+        record = {"id": len(registry) + 1, "name": name}  # the registry only grows: ids stay unique
         registry[name] = record
     return record
 

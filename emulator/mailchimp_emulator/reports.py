@@ -5,11 +5,16 @@ Reports are computed on every read from the recorded activity of a sent campaign
 always agree with the counts. Layout of one activity record::
 
     {"list_id": str,
-     "emails": {subscriber_hash: {"email_address": str, "status": "sent" | "hard" | "soft",
-                                  "activity": [{"action", "timestamp", "ip", "url"?, "type"?}, ...]}},
+     "emails": {subscriber_hash: {"email_address": str,
+                                  "activity": [{"action", "timestamp", "ip"?, "url"?, "type"?}, ...]}},
      "unsubscribes": [{"email_id", "email_address", "timestamp", "reason"}, ...]}
 
 ``emails`` holds every recipient in send order; ``activity`` is kept sorted by time.
+
+Activity becomes visible when its time comes: events and unsubscribes dated after the moment of
+the request are left out of every report, as Mailchimp cannot report the future. Incremental
+readers that bookmark the latest ``timestamp`` they saw therefore never skip events that arrive
+later. A recipient's sent-to ``status`` is ``hard``/``soft`` once a bounce is visible, else ``sent``.
 
 Email activity and ``since`` (facts §11.9 leaves it open; the emulator's choice): without ``since``
 every recipient is listed, and a recipient who did nothing has ``"activity": []``. With ``since``,
@@ -22,6 +27,8 @@ the last page and offset paging stays stable while campaigns are being sent.
 from __future__ import annotations
 
 import hashlib
+import time
+from functools import lru_cache
 from typing import Any, Callable, Iterable
 
 from .collections import filter_fields, page
@@ -31,6 +38,14 @@ from .members import find_member, subscriber_hash
 from .routing import Call, Reply, ok, router
 from .schema import field_error
 from .state import EmulatorState, parse_iso
+
+Event = dict[str, Any]
+
+
+@lru_cache(maxsize=65536)
+def epoch(stamp: str) -> float:
+    """Epoch seconds of a stored timestamp (cached: reports re-read the same ones on every page)."""
+    return (parse_iso(stamp) or 0.0) if stamp else 0.0
 
 
 def parse_param_time(call: Call, name: str) -> float | None:
@@ -52,21 +67,62 @@ def time_window(call: Call, since_name: str, before_name: str) -> Callable[[str]
     def inside(stamp: str) -> bool:
         if since is None and before is None:
             return True
-        at = parse_iso(stamp) if stamp else None
-        if at is None:
+        if not stamp:
             return False
+        at = epoch(stamp)
         return (since is None or at >= since) and (before is None or at < before)
 
     return inside
 
 
-def sent_campaign(state: EmulatorState, campaign_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The campaign and its activity record; 404 if the campaign is unknown or was never sent."""
-    campaign = state.campaigns.get(campaign_id)
-    record = state.activity.get(campaign_id)
-    if campaign is None or record is None:
-        raise not_found()
-    return campaign, record
+class Visible:
+    """What a sent campaign's report shows at one moment: per recipient, the events dated up to
+    ``now``, and the unsubscribes dated up to ``now``."""
+
+    def __init__(self, state: EmulatorState, campaign_id: str, now: float | None = None) -> None:
+        campaign = state.campaigns.get(campaign_id)
+        record = state.activity.get(campaign_id)
+        if campaign is None or record is None:
+            raise not_found()
+        now = time.time() if now is None else now
+        self.state = state
+        self.campaign = campaign
+        self.campaign_id = campaign_id
+        self.list_id: str = record["list_id"]
+        self.list_is_active = self.list_id in state.lists
+        self.recipients: dict[str, dict[str, Any]] = record["emails"]
+        self.events: dict[str, list[Event]] = {
+            email_id: [e for e in rec["activity"] if epoch(e["timestamp"]) <= now]
+            for email_id, rec in record["emails"].items()
+        }
+        self.unsubscribes: list[dict[str, Any]] = [u for u in record["unsubscribes"] if epoch(u["timestamp"]) <= now]
+
+    def email_id(self, key: str) -> str:
+        """A recipient by subscriber hash or email address; 404 if the campaign was not sent to them."""
+        email_id = subscriber_hash(key) if "@" in key else key.strip().lower()
+        if email_id not in self.recipients:
+            raise not_found()
+        return email_id
+
+    def delivery(self, email_id: str) -> str:
+        """``sent``, or the type of the recipient's first visible bounce (``hard``/``soft``)."""
+        bounces = [e for e in self.events[email_id] if e["action"] == "bounce"]
+        return str(bounces[0].get("type") or "hard") if bounces else "sent"
+
+    def member_fields(self, email_id: str) -> dict[str, Any]:
+        member = find_member(self.state, self.list_id, email_id)
+        return {
+            "merge_fields": dict(member.get("merge_fields", {})) if member else {},
+            "vip": bool(member.get("vip")) if member else False,
+        }
+
+    def contact_status(self, email_id: str) -> str:
+        member = find_member(self.state, self.list_id, email_id)
+        return str(member["status"]) if member else ""
+
+
+def events_after(events: list[Event], since: float | None) -> list[Event]:
+    return events if since is None else [e for e in events if epoch(e["timestamp"]) > since]
 
 
 def _rate(part: int, whole: int) -> float:
@@ -75,25 +131,22 @@ def _rate(part: int, whole: int) -> float:
 
 def _last(stamps: Iterable[str]) -> str:
     stamps = list(stamps)
-    return max(stamps, key=lambda s: parse_iso(s) or 0.0) if stamps else ""
+    return max(stamps, key=epoch) if stamps else ""
 
 
-def summarize(state: EmulatorState, campaign: dict[str, Any]) -> dict[str, Any]:
+def summarize(view: Visible) -> dict[str, Any]:
     """Counts and rates of a sent campaign. Rates divide by delivered emails (sent minus bounced)."""
-    record = state.activity[campaign["id"]]
-    emails = record["emails"]
-    events = [(h, e) for h, rec in emails.items() for e in rec["activity"]]
+    events = [(h, e) for h, evs in view.events.items() for e in evs]
     opens = [(h, e) for h, e in events if e["action"] == "open"]
     clicks = [(h, e) for h, e in events if e["action"] == "click"]
-    hard = sum(1 for rec in emails.values() if rec["status"] == "hard")
-    soft = sum(1 for rec in emails.values() if rec["status"] == "soft")
-    sent = len(emails)
+    deliveries = [view.delivery(h) for h in view.recipients]
+    hard, soft = deliveries.count("hard"), deliveries.count("soft")
+    sent = len(view.recipients)
     delivered = sent - hard - soft
     unique_opens = len({h for h, _ in opens})
     subscriber_clicks = len({h for h, _ in clicks})
     return {
         "emails_sent": sent,
-        "delivered": delivered,
         "hard_bounces": hard,
         "soft_bounces": soft,
         "opens_total": len(opens),
@@ -105,13 +158,13 @@ def summarize(state: EmulatorState, campaign: dict[str, Any]) -> dict[str, Any]:
         "unique_subscriber_clicks": subscriber_clicks,
         "click_rate": _rate(subscriber_clicks, delivered),
         "last_click": _last(e["timestamp"] for _, e in clicks),
-        "unsubscribed": len(record["unsubscribes"]),
+        "unsubscribed": len(view.unsubscribes),
     }
 
 
 def report_summary(state: EmulatorState, campaign: dict[str, Any]) -> dict[str, Any]:
     """The ``report_summary`` object embedded in a sent campaign."""
-    s = summarize(state, campaign)
+    s = summarize(Visible(state, campaign["id"]))
     revenue = campaign_revenue(state, campaign["id"])
     return {
         "opens": s["opens_total"],
@@ -124,24 +177,20 @@ def report_summary(state: EmulatorState, campaign: dict[str, Any]) -> dict[str, 
     }
 
 
-def _list_name(state: EmulatorState, list_id: str) -> str:
-    return str((state.lists.get(list_id) or {}).get("name", ""))
-
-
 _CLICK_KEYS = ("clicks_total", "unique_clicks", "unique_subscriber_clicks", "click_rate", "last_click")
 
 
-def render_report(state: EmulatorState, campaign: dict[str, Any]) -> dict[str, Any]:
-    s = summarize(state, campaign)
-    list_id = campaign["recipients"]["list_id"]
+def render_report(view: Visible) -> dict[str, Any]:
+    s = summarize(view)
+    campaign, state = view.campaign, view.state
     settings = campaign["settings"]
     return {
         "id": campaign["id"],
         "campaign_title": settings.get("title", ""),
         "type": campaign["type"],
-        "list_id": list_id,
-        "list_is_active": list_id in state.lists,
-        "list_name": _list_name(state, list_id),
+        "list_id": view.list_id,
+        "list_is_active": view.list_is_active,
+        "list_name": str((state.lists.get(view.list_id) or {}).get("name", "")),
         "subject_line": settings.get("subject_line", ""),
         "preview_text": settings.get("preview_text", ""),
         "emails_sent": s["emails_sent"],
@@ -175,111 +224,66 @@ def list_reports(call: Call) -> Reply:
     state = call.state
     inside = time_window(call, "since_send_time", "before_send_time")
     wanted_type = call.params.get("type")
-    campaigns = [
+    campaigns: list[Any] = [
         state.campaigns[cid]
         for cid in state.activity
         if cid in state.campaigns
         and inside(state.campaigns[cid]["send_time"])
         and (not wanted_type or state.campaigns[cid]["type"] == wanted_type)
     ]
-    campaigns.sort(key=lambda c: parse_iso(c["send_time"]) or 0.0)
-    return ok(page(call, campaigns, "reports", render=lambda c: render_report(state, c)))
+    campaigns.sort(key=lambda c: epoch(c["send_time"]))
+    return ok(page(call, campaigns, "reports", render=lambda c: render_report(Visible(state, c["id"]))))
 
 
 @router.route("GET", "/reports/{campaign_id}")
 def get_report(call: Call, campaign_id: str) -> Reply:
-    campaign, _ = sent_campaign(call.state, campaign_id)
-    return ok(filter_fields(call, render_report(call.state, campaign)))
+    return ok(filter_fields(call, render_report(Visible(call.state, campaign_id))))
 
 
-def _email_item(
-    campaign_id: str,
-    list_id: str,
-    list_active: bool,
-    email_id: str,
-    rec: dict[str, Any],
-    events: list[dict[str, Any]],
-) -> dict[str, Any]:
+def _email_item(view: Visible, email_id: str, events: list[Event]) -> dict[str, Any]:
     return {
-        "campaign_id": campaign_id,
-        "list_id": list_id,
-        "list_is_active": list_active,
+        "campaign_id": view.campaign_id,
+        "list_id": view.list_id,
+        "list_is_active": view.list_is_active,
         "email_id": email_id,
-        "email_address": rec["email_address"],
+        "email_address": view.recipients[email_id]["email_address"],
         "activity": [dict(e) for e in events],
         "_links": [],
     }
 
 
-def _events_after(rec: dict[str, Any], since: float | None) -> list[dict[str, Any]]:
-    if since is None:
-        return rec["activity"]
-    return [e for e in rec["activity"] if (parse_iso(e["timestamp"]) or 0.0) > since]
-
-
 @router.route("GET", "/reports/{campaign_id}/email-activity")
 def list_email_activity(call: Call, campaign_id: str) -> Reply:
     """Recipients with their activity; ``since`` keeps only later events (module docstring)."""
-    _, record = sent_campaign(call.state, campaign_id)
+    view = Visible(call.state, campaign_id)
     since = parse_param_time(call, "since")
-    list_id = record["list_id"]
-    active = list_id in call.state.lists
     items: list[Any] = []
-    for email_id, rec in record["emails"].items():
-        events = _events_after(rec, since)
-        if since is not None and not events:
-            continue
-        items.append((email_id, rec, events))
-    return ok(
-        page(
-            call,
-            items,
-            "emails",
-            {"campaign_id": campaign_id},
-            render=lambda item: _email_item(campaign_id, list_id, active, *item),
-        )
-    )
-
-
-def _recipient(record: dict[str, Any], key: str) -> tuple[str, dict[str, Any]]:
-    """A recipient by subscriber hash or email address; 404 if the campaign was not sent to them."""
-    email_id = subscriber_hash(key) if "@" in key else key.strip().lower()
-    rec = record["emails"].get(email_id)
-    if rec is None:
-        raise not_found()
-    return email_id, rec
+    for email_id, events in view.events.items():
+        later = events_after(events, since)
+        if since is None or later:
+            items.append((email_id, later))
+    extra = {"campaign_id": campaign_id}
+    return ok(page(call, items, "emails", extra, render=lambda item: _email_item(view, *item)))
 
 
 @router.route("GET", "/reports/{campaign_id}/email-activity/{subscriber_hash}")
 def get_email_activity(call: Call, campaign_id: str, subscriber_hash: str) -> Reply:
-    _, record = sent_campaign(call.state, campaign_id)
-    email_id, rec = _recipient(record, subscriber_hash)
-    events = _events_after(rec, parse_param_time(call, "since"))
-    list_id = record["list_id"]
-    item = _email_item(campaign_id, list_id, list_id in call.state.lists, email_id, rec, events)
-    return ok(filter_fields(call, item))
+    view = Visible(call.state, campaign_id)
+    email_id = view.email_id(subscriber_hash)
+    events = events_after(view.events[email_id], parse_param_time(call, "since"))
+    return ok(filter_fields(call, _email_item(view, email_id, events)))
 
 
-def _member_fields(state: EmulatorState, list_id: str, email_id: str) -> dict[str, Any]:
-    member = find_member(state, list_id, email_id)
-    return {
-        "merge_fields": dict(member.get("merge_fields", {})) if member else {},
-        "vip": bool(member.get("vip")) if member else False,
-    }
-
-
-def _unsubscribe_item(
-    state: EmulatorState, campaign_id: str, list_id: str, unsub: dict[str, Any]
-) -> dict[str, Any]:
+def _unsubscribe_item(view: Visible, unsub: dict[str, Any]) -> dict[str, Any]:
     return {
         "email_id": unsub["email_id"],
         "email_address": unsub["email_address"],
-        **_member_fields(state, list_id, unsub["email_id"]),
+        **view.member_fields(unsub["email_id"]),
         "timestamp": unsub["timestamp"],
         "reason": unsub["reason"],
-        "campaign_id": campaign_id,
-        "list_id": list_id,
-        "list_is_active": list_id in state.lists,
+        "campaign_id": view.campaign_id,
+        "list_id": view.list_id,
+        "list_is_active": view.list_is_active,
         "_links": [],
     }
 
@@ -287,110 +291,84 @@ def _unsubscribe_item(
 @router.route("GET", "/reports/{campaign_id}/unsubscribed")
 def list_unsubscribed(call: Call, campaign_id: str) -> Reply:
     """Members who unsubscribed from this campaign; like Mailchimp there is no ``since`` filter."""
-    _, record = sent_campaign(call.state, campaign_id)
-    list_id = record["list_id"]
-    return ok(
-        page(
-            call,
-            record["unsubscribes"],
-            "unsubscribes",
-            {"campaign_id": campaign_id},
-            render=lambda u: _unsubscribe_item(call.state, campaign_id, list_id, u),
-        )
-    )
+    view = Visible(call.state, campaign_id)
+    extra = {"campaign_id": campaign_id}
+    return ok(page(call, view.unsubscribes, "unsubscribes", extra, render=lambda u: _unsubscribe_item(view, u)))
 
 
 @router.route("GET", "/reports/{campaign_id}/unsubscribed/{subscriber_hash}")
 def get_unsubscribed(call: Call, campaign_id: str, subscriber_hash: str) -> Reply:
-    _, record = sent_campaign(call.state, campaign_id)
-    email_id, _ = _recipient(record, subscriber_hash)
-    for unsub in record["unsubscribes"]:
+    view = Visible(call.state, campaign_id)
+    email_id = view.email_id(subscriber_hash)
+    for unsub in view.unsubscribes:
         if unsub["email_id"] == email_id:
-            item = _unsubscribe_item(call.state, campaign_id, record["list_id"], unsub)
-            return ok(filter_fields(call, item))
+            return ok(filter_fields(call, _unsubscribe_item(view, unsub)))
     raise not_found()
 
 
-def _sent_to_item(
-    state: EmulatorState, campaign_id: str, list_id: str, email_id: str, rec: dict[str, Any]
-) -> dict[str, Any]:
-    opens = [e["timestamp"] for e in rec["activity"] if e["action"] == "open"]
+def _sent_to_item(view: Visible, email_id: str) -> dict[str, Any]:
+    opens = [e["timestamp"] for e in view.events[email_id] if e["action"] == "open"]
     return {
         "email_id": email_id,
-        "email_address": rec["email_address"],
-        **_member_fields(state, list_id, email_id),
-        "status": rec["status"],
+        "email_address": view.recipients[email_id]["email_address"],
+        **view.member_fields(email_id),
+        "status": view.delivery(email_id),
         "open_count": len(opens),
         "last_open": _last(opens),
         "absplit_group": "",
         "gmt_offset": 0,
-        "campaign_id": campaign_id,
-        "list_id": list_id,
-        "list_is_active": list_id in state.lists,
+        "campaign_id": view.campaign_id,
+        "list_id": view.list_id,
+        "list_is_active": view.list_is_active,
         "_links": [],
     }
 
 
 @router.route("GET", "/reports/{campaign_id}/sent-to")
 def list_sent_to(call: Call, campaign_id: str) -> Reply:
-    _, record = sent_campaign(call.state, campaign_id)
-    list_id = record["list_id"]
-    recipients: list[Any] = list(record["emails"].items())
-    return ok(
-        page(
-            call,
-            recipients,
-            "sent_to",
-            {"campaign_id": campaign_id},
-            render=lambda item: _sent_to_item(call.state, campaign_id, list_id, *item),
-        )
-    )
+    view = Visible(call.state, campaign_id)
+    recipients: list[Any] = list(view.recipients)
+    extra = {"campaign_id": campaign_id}
+    return ok(page(call, recipients, "sent_to", extra, render=lambda email_id: _sent_to_item(view, email_id)))
 
 
 @router.route("GET", "/reports/{campaign_id}/sent-to/{subscriber_hash}")
 def get_sent_to(call: Call, campaign_id: str, subscriber_hash: str) -> Reply:
-    _, record = sent_campaign(call.state, campaign_id)
-    email_id, rec = _recipient(record, subscriber_hash)
-    return ok(filter_fields(call, _sent_to_item(call.state, campaign_id, record["list_id"], email_id, rec)))
+    view = Visible(call.state, campaign_id)
+    return ok(filter_fields(call, _sent_to_item(view, view.email_id(subscriber_hash))))
 
 
 @router.route("GET", "/reports/{campaign_id}/open-details")
 def list_open_details(call: Call, campaign_id: str) -> Reply:
     """Recipients who opened, with each open; ``since`` keeps only opens strictly after it."""
-    _, record = sent_campaign(call.state, campaign_id)
+    view = Visible(call.state, campaign_id)
     since = parse_param_time(call, "since")
-    list_id = record["list_id"]
     openers: list[Any] = []
-    for email_id, rec in record["emails"].items():
-        opens = [e for e in _events_after(rec, since) if e["action"] == "open"]
+    for email_id, events in view.events.items():
+        opens = [e for e in events_after(events, since) if e["action"] == "open"]
         if opens:
-            openers.append((email_id, rec, opens))
+            openers.append((email_id, opens))
     if call.params.get("sort_field") == "opens_count":
         descending = (call.params.get("sort_dir") or "ASC").upper() == "DESC"
-        openers.sort(key=lambda item: len(item[2]), reverse=descending)
+        openers.sort(key=lambda item: len(item[1]), reverse=descending)
 
-    def render(item: tuple[str, dict[str, Any], list[dict[str, Any]]]) -> dict[str, Any]:
-        email_id, rec, opens = item
+    def render(item: tuple[str, list[Event]]) -> dict[str, Any]:
+        email_id, opens = item
         return {
             "campaign_id": campaign_id,
-            "list_id": list_id,
-            "list_is_active": list_id in call.state.lists,
-            "contact_status": _contact_status(call.state, list_id, email_id),
+            "list_id": view.list_id,
+            "list_is_active": view.list_is_active,
+            "contact_status": view.contact_status(email_id),
             "email_id": email_id,
-            "email_address": rec["email_address"],
-            **_member_fields(call.state, list_id, email_id),
+            "email_address": view.recipients[email_id]["email_address"],
+            **view.member_fields(email_id),
             "opens_count": len(opens),
             "opens": [{"timestamp": e["timestamp"]} for e in opens],
             "_links": [],
         }
 
-    extra = {"campaign_id": campaign_id, "total_opens": sum(len(item[2]) for item in openers)}
+    extra = {"campaign_id": campaign_id, "total_opens": sum(len(item[1]) for item in openers)}
     return ok(page(call, openers, "members", extra, render=render))
-
-
-def _contact_status(state: EmulatorState, list_id: str, email_id: str) -> str:
-    member = find_member(state, list_id, email_id)
-    return str(member["status"]) if member else ""
 
 
 def url_id(url: str) -> str:
@@ -398,10 +376,10 @@ def url_id(url: str) -> str:
     return hashlib.md5(url.encode()).hexdigest()[:10]
 
 
-def _clicks_by_url(record: dict[str, Any]) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-    by_url: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for email_id, rec in record["emails"].items():
-        for e in rec["activity"]:
+def _clicks_by_url(view: Visible) -> dict[str, list[tuple[str, Event]]]:
+    by_url: dict[str, list[tuple[str, Event]]] = {}
+    for email_id, events in view.events.items():
+        for e in events:
             if e["action"] == "click":
                 by_url.setdefault(e["url"], []).append((email_id, e))
     return by_url
@@ -410,8 +388,8 @@ def _clicks_by_url(record: dict[str, Any]) -> dict[str, list[tuple[str, dict[str
 @router.route("GET", "/reports/{campaign_id}/click-details")
 def list_click_details(call: Call, campaign_id: str) -> Reply:
     """Clicked links with total and unique clicks (percentages of all clicks / unique clickers)."""
-    _, record = sent_campaign(call.state, campaign_id)
-    by_url = _clicks_by_url(record)
+    view = Visible(call.state, campaign_id)
+    by_url = _clicks_by_url(view)
     total = sum(len(clicks) for clicks in by_url.values())
     unique_total = sum(len({email_id for email_id, _ in clicks}) for clicks in by_url.values())
 
@@ -438,26 +416,25 @@ def list_click_details(call: Call, campaign_id: str) -> Reply:
 @router.route("GET", "/reports/{campaign_id}/click-details/{link_id}/members")
 def list_click_members(call: Call, campaign_id: str, link_id: str) -> Reply:
     """The recipients who clicked one link, with how many times."""
-    _, record = sent_campaign(call.state, campaign_id)
-    matches = [clicks for url, clicks in _clicks_by_url(record).items() if url_id(url) == link_id]
+    view = Visible(call.state, campaign_id)
+    matches = [clicks for url, clicks in _clicks_by_url(view).items() if url_id(url) == link_id]
     if not matches:
         raise not_found()
     counts: dict[str, int] = {}
     for email_id, _ in matches[0]:
         counts[email_id] = counts.get(email_id, 0) + 1
-    list_id = record["list_id"]
 
     def render(email_id: str) -> dict[str, Any]:
         return {
             "email_id": email_id,
-            "email_address": record["emails"][email_id]["email_address"],
-            **_member_fields(call.state, list_id, email_id),
+            "email_address": view.recipients[email_id]["email_address"],
+            **view.member_fields(email_id),
             "clicks": counts[email_id],
             "campaign_id": campaign_id,
             "url_id": link_id,
-            "list_id": list_id,
-            "list_is_active": list_id in call.state.lists,
-            "contact_status": _contact_status(call.state, list_id, email_id),
+            "list_id": view.list_id,
+            "list_is_active": view.list_is_active,
+            "contact_status": view.contact_status(email_id),
             "_links": [],
         }
 

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import mailchimp_marketing as MailchimpMarketing
-from fixtures.emulator import start_emulator
+import requests
+from fixtures.emulator import free_port, start_emulator
 
 from mailchimp_emulator.cli import build_parser
 
@@ -104,17 +109,11 @@ def test_cli_flags_map_to_fault_settings():
 
 
 def test_cli_starts_a_server_with_its_flags(tmp_path):
-    import subprocess
-    import sys
-
-    import requests
-    from fixtures.emulator import free_port
-
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "mailchimp_emulator.cli", "--port", str(port), "--api-key", "k" * 32 + "-us1",
          "--latency-ms", "5", "--max-concurrent", "3", "--results-ttl", "30", "--stuck-finalizing", "--state", str(tmp_path / "s.json")],
-        env={**__import__("os").environ, "PYTHONPATH": str(__import__("pathlib").Path(__file__).resolve().parents[2] / "emulator")},
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "emulator")},
     )
     try:
         deadline = time.monotonic() + 20

@@ -85,12 +85,19 @@ class SyncHarness:
                          [{"customer_id": customer_id, "email": email, "requested_at": BASE_TIME}])
 
     # -- running -------------------------------------------------------------------------------
-    def load_dag(self) -> Any:
+    def load_dag(self, *, retries: int = 0) -> Any:
+        """The shipped DAG, parsed as Airflow parses it; retries without delay (or none) so a
+        failing test fails fast instead of waiting out the production back-off."""
         from airflow.dag_processing.dagbag import DagBag
 
         bag = DagBag(dag_folder=str(DAG_FILE))
         assert not bag.import_errors, bag.import_errors
-        return bag.get_dag(DAG_ID)
+        dag = bag.get_dag(DAG_ID)
+        for task in dag.tasks:
+            task.retries = retries
+            task.retry_delay = timedelta(seconds=0)
+            task.retry_exponential_backoff = False
+        return dag
 
     def run(self, *, dag: Any = None, **params: Any) -> Any:
         """One ``dag.test()`` run; returns the DagRun (``.state``, ``.run_id``)."""

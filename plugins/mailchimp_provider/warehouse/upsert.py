@@ -296,7 +296,7 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 
 
 def _copy_text(
-    value: Any, table: sa.Table, column: str, row: dict[str, Any] | None, key: list[str] | None = None
+    value: Any, table: sa.Table, column: str, row: dict[str, Any] | None = None, key: list[str] | None = None
 ) -> str:
     """One value in PostgreSQL's COPY text format (after the column type's bind processing)."""
     if value is None:
