@@ -7,19 +7,23 @@ and the recipient's subscriber hash (seeded ``random.Random``), and campaign ids
 derived from how many campaigns the account has created, so replaying a scenario on a fresh
 emulator produces the same campaigns and the same engagement. The rule, per recipient:
 
-* 2% bounce (half ``hard``, half ``soft``) within an hour of sending, and nothing else happens.
+* 2% bounce (half ``hard``, half ``soft``) within 10 minutes of sending, and nothing else happens.
   A hard bounce cleans the member (status ``cleaned``), as Mailchimp does.
 * Otherwise 40% open, 1-3 times; a quarter of openers (10% of recipients) also click 1-2 times,
-  after their first open, on a link from :data:`CAMPAIGN_LINKS`.
+  minutes after their first open, on a link from :data:`CAMPAIGN_LINKS`.
 * Independently, 1% of delivered recipients unsubscribe (reason from :data:`UNSUBSCRIBE_REASONS`)
   after their last event; the member becomes ``unsubscribed`` with that reason and the unsubscribe
   shows in the campaign's unsubscribe report.
-* Event times fall within 72 hours after ``send_time``; each recipient has one IP from 198.51.100.0/24.
+* Timing is front-loaded like real engagement: the first open comes an exponentially distributed
+  delay (mean 30 minutes) after ``send_time``, re-opens follow (mean 2 hours), and nothing is later
+  than 24 hours after the send. Each recipient has one IP from 198.51.100.0/24.
 
-Status changes from activity are applied at send time even though the events are dated later.
-
-``POST /_emulator/activity`` (routed by the admin module) calls :func:`inject_activity` to add exact
-activity for tests and demos. Reports are in :mod:`reports`.
+Events are dated after the send, so reports reveal them as their time comes (see :mod:`reports`):
+right after a send only the earliest activity shows. Member status changes (hard bounce, unsubscribe)
+are applied at send time. To get a campaign whose whole engagement is already visible, use the
+admin API: :func:`inject_activity` with a past ``send_time`` and ``"synthetic": true`` delivers an
+unsent campaign as if sent then, with the same generated activity; without ``synthetic`` it delivers
+it silently so a test can inject exact activity. Reports are in :mod:`reports`.
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ UNSUBSCRIBE_REASONS = (
     "The emails are spam and should be reported",
     "Other",
 )
-ACTIVITY_WINDOW_SECONDS = 72 * 3600
+ACTIVITY_WINDOW_SECONDS = 24 * 3600
+FIRST_OPEN_MEAN_SECONDS, REOPEN_MEAN_SECONDS = 1800, 7200
 BOUNCE_RATE, OPEN_RATE, CLICK_RATE_OF_OPENERS, UNSUBSCRIBE_RATE = 0.02, 0.40, 0.25, 0.01
 NOT_READY = "Your Campaign is not ready to send."
 ALREADY_SENT = "Cannot send a campaign that has already been sent."
@@ -275,7 +280,7 @@ def delete_campaign(call: Call, campaign_id: str) -> Reply:
 
 
 def _recipient(email: str) -> dict[str, Any]:
-    return {"email_address": email, "status": "sent", "activity": []}
+    return {"email_address": email, "activity": []}
 
 
 def _deliver(state: EmulatorState, campaign: dict[str, Any], send_time: str) -> dict[str, Any]:
@@ -309,22 +314,28 @@ def synthetic_activity(campaign_id: str, email_id: str) -> tuple[list[TimedEvent
     """The generated events of one recipient as ``(seconds after send, event)`` sorted by time, and
     ``(seconds after send, reason)`` if they unsubscribe. Depends only on the two ids."""
     rng = random.Random(hashlib.sha256(f"{campaign_id}:{email_id}".encode()).digest())
+
+    def within_window(seconds: float) -> int:
+        return min(int(seconds), ACTIVITY_WINDOW_SECONDS)
+
     ip = f"198.51.100.{rng.randint(1, 254)}"
     if rng.random() < BOUNCE_RATE:
         kind = "hard" if rng.random() < 0.5 else "soft"
-        return [(rng.randint(30, 3600), {"action": "bounce", "type": kind})], None
-    events: list[tuple[int, dict[str, Any]]] = []
+        return [(rng.randint(5, 600), {"action": "bounce", "type": kind})], None
+    events: list[TimedEvent] = []
     if rng.random() < OPEN_RATE:
-        opens = sorted(rng.randint(60, ACTIVITY_WINDOW_SECONDS - 7200) for _ in range(rng.randint(1, 3)))
+        opens = [within_window(5 + rng.expovariate(1 / FIRST_OPEN_MEAN_SECONDS))]
+        for _ in range(rng.randint(1, 3) - 1):
+            opens.append(within_window(opens[-1] + 1 + rng.expovariate(1 / REOPEN_MEAN_SECONDS)))
         events += [(t, {"action": "open", "ip": ip}) for t in opens]
         if rng.random() < CLICK_RATE_OF_OPENERS:
             for _ in range(rng.randint(1, 2)):
-                at = rng.randint(opens[0] + 1, opens[0] + 3600)
+                at = within_window(opens[0] + rng.randint(2, 300))
                 events.append((at, {"action": "click", "url": rng.choice(CAMPAIGN_LINKS), "ip": ip}))
     unsubscribe = None
     if rng.random() < UNSUBSCRIBE_RATE:
-        after = max((t for t, _ in events), default=60)
-        unsubscribe = (after + rng.randint(30, 3600), rng.choice(UNSUBSCRIBE_REASONS))
+        after = max((t for t, _ in events), default=rng.randint(60, 3600))
+        unsubscribe = (within_window(after + rng.randint(10, 600)), rng.choice(UNSUBSCRIBE_REASONS))
     events.sort(key=lambda pair: pair[0])
     return events, unsubscribe
 
@@ -342,10 +353,7 @@ def _event(action: str, timestamp: str, *, ip: str = "", url: str = "", kind: st
 
 
 def _record_bounce(state: EmulatorState, record: dict[str, Any], email_id: str, kind: str) -> None:
-    """The first bounce sets the recipient's sent-to status; a hard bounce cleans the member."""
-    rec = record["emails"][email_id]
-    if rec["status"] == "sent":
-        rec["status"] = kind
+    """A hard bounce cleans the member."""
     member = find_member(state, record["list_id"], email_id)
     if kind == "hard" and member is not None and member["status"] not in ("cleaned", "archived"):
         set_member_status(state, record["list_id"], email_id, "cleaned")
@@ -371,11 +379,16 @@ def send_campaign(call: Call, campaign_id: str) -> Reply:
     state = call.state
     campaign = _campaign(state, campaign_id)
     _check_ready(state, campaign)
-    send_time = now_iso()
-    sent_at = parse_iso(send_time) or 0.0
-    record = _deliver(state, campaign, send_time)
+    record = _deliver(state, campaign, now_iso())
+    _generate(state, campaign, record)
+    return no_content()
+
+
+def _generate(state: EmulatorState, campaign: dict[str, Any], record: dict[str, Any]) -> None:
+    """Record the synthetic activity of every recipient, dated from the campaign's ``send_time``."""
+    sent_at = parse_iso(campaign["send_time"]) or 0.0
     for email_id, rec in record["emails"].items():
-        events, unsubscribe = synthetic_activity(campaign_id, email_id)
+        events, unsubscribe = synthetic_activity(campaign["id"], email_id)
         for offset, event in events:
             stamp = iso(sent_at + offset)
             ip, url, kind = event.get("ip", ""), event.get("url", ""), event.get("type", "")
@@ -384,7 +397,6 @@ def send_campaign(call: Call, campaign_id: str) -> Reply:
                 _record_bounce(state, record, email_id, event["type"])
         if unsubscribe is not None:
             _record_unsubscribe(state, record, email_id, iso(sent_at + unsubscribe[0]), unsubscribe[1])
-    return no_content()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -414,6 +426,7 @@ INJECT_PAYLOAD = Field(
     props={
         "campaign_id": _TEXT,
         "send_time": _TEXT,
+        "synthetic": Field("boolean"),
         "activity": Field("array", items=_INJECT_EVENT),
         "unsubscribes": Field("array", items=_INJECT_UNSUBSCRIBE),
     },
@@ -425,6 +438,7 @@ def inject_activity(state: EmulatorState, payload: dict[str, Any]) -> dict[str, 
 
         {"campaign_id": "a1b2c3d4e5",
          "send_time": "2024-05-01T09:00:00+00:00",          # optional, see below
+         "synthetic": false,                                # optional, see below
          "activity": [{"email_address": "ann@shop.com", "action": "open" | "click" | "bounce",
                        "timestamp": "2024-05-01T10:00:00+00:00",
                        "url": "https://...",                # required for clicks
@@ -433,8 +447,11 @@ def inject_activity(state: EmulatorState, payload: dict[str, Any]) -> dict[str, 
          "unsubscribes": [{"email_address": "bob@shop.com", "timestamp": "...",
                            "reason": "Unspecified"}]}       # reason optional
 
-    A campaign that was not sent yet is delivered first, without synthetic activity, to its list's
-    subscribed members (``send_time`` defaults to now), so a test can start from an empty report.
+    A campaign that was not sent yet is delivered first to its list's subscribed members, dated
+    ``send_time`` (default now): without synthetic activity, so a test can start from an empty
+    report, or with it when ``synthetic`` is true (a past ``send_time`` then gives a campaign whose
+    whole engagement is already visible). Timestamps may lie in the future; reports show such
+    activity once its time has come.
     An email that was not a recipient but is on the list becomes one. Hard bounces clean the member
     and unsubscribes unsubscribe it with the reason, as generated activity does. Everything is
     validated before anything changes. Returns ``{"campaign_id", "emails_sent", "activity_added",
@@ -449,6 +466,9 @@ def inject_activity(state: EmulatorState, payload: dict[str, Any]) -> dict[str, 
     record_list = record["list_id"] if record else list_id
     if "send_time" in body and parse_iso(body["send_time"]) is None:
         raise field_error("send_time", "send_time must be an ISO 8601 date-time.")
+    if body.get("synthetic") and record is not None:
+        message = "Synthetic activity is generated when a campaign is delivered; this one was already sent."
+        raise field_error("synthetic", message)
     items = [("activity", i, e) for i, e in enumerate(body.get("activity", []))]
     items += [("unsubscribes", i, u) for i, u in enumerate(body.get("unsubscribes", []))]
     resolved: list[tuple[str, dict[str, Any], str, str]] = []
@@ -467,6 +487,8 @@ def inject_activity(state: EmulatorState, payload: dict[str, Any]) -> dict[str, 
     if record is None:
         send_time = iso(parse_iso(body["send_time"]) or 0.0) if "send_time" in body else now_iso()
         record = _deliver(state, campaign, send_time)
+        if body.get("synthetic"):
+            _generate(state, campaign, record)
     for key, item, email_id, stamp in resolved:
         if email_id not in record["emails"]:
             member = find_member(state, record_list, email_id) or {}

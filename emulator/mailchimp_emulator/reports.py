@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Callable, Iterable
 
 from .collections import filter_fields, page
@@ -95,7 +95,7 @@ class Visible:
             email_id: [e for e in rec["activity"] if epoch(e["timestamp"]) <= now]
             for email_id, rec in record["emails"].items()
         }
-        self.unsubscribes: list[dict[str, Any]] = [u for u in record["unsubscribes"] if epoch(u["timestamp"]) <= now]
+        self.unsubscribes: list[Any] = [u for u in record["unsubscribes"] if epoch(u["timestamp"]) <= now]
 
     def email_id(self, key: str) -> str:
         """A recipient by subscriber hash or email address; 404 if the campaign was not sent to them."""
@@ -292,8 +292,8 @@ def _unsubscribe_item(view: Visible, unsub: dict[str, Any]) -> dict[str, Any]:
 def list_unsubscribed(call: Call, campaign_id: str) -> Reply:
     """Members who unsubscribed from this campaign; like Mailchimp there is no ``since`` filter."""
     view = Visible(call.state, campaign_id)
-    extra = {"campaign_id": campaign_id}
-    return ok(page(call, view.unsubscribes, "unsubscribes", extra, render=lambda u: _unsubscribe_item(view, u)))
+    render = partial(_unsubscribe_item, view)
+    return ok(page(call, view.unsubscribes, "unsubscribes", {"campaign_id": campaign_id}, render=render))
 
 
 @router.route("GET", "/reports/{campaign_id}/unsubscribed/{subscriber_hash}")

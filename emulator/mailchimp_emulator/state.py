@@ -60,7 +60,8 @@ class EmulatorState:
     # owned by campaigns.py / reports.py
     campaigns: dict[str, dict[str, Any]] = field(default_factory=dict)
     activity: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """campaign_id -> {"emails": {subscriber_hash: {...}}, "unsubscribes": [...], "sent_to": [...]}"""
+    """campaign_id -> {"list_id", "emails": {subscriber_hash: {"email_address", "activity": [...]}},
+    "unsubscribes": [...]} for sent campaigns (layout in reports.py)."""
     # owned by batches.py
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     batch_operations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)

@@ -7,8 +7,9 @@ exercises the JSON-string form of the templated field). Timings are short for th
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, task
 
 from mailchimp_provider.operators.batch import MailchimpBatchOperator
 
@@ -39,4 +40,10 @@ with _dag("test_batch_operator_stalled_deferrable") as stalled_deferrable_dag:
     MailchimpBatchOperator(task_id="send", operations=OPERATIONS, poll_interval=0.1, stall_timeout=1.0, deferrable=True)
 
 with _dag("test_batch_operator_no_warehouse") as no_warehouse_dag:
-    MailchimpBatchOperator(task_id="send", operations=OPERATIONS, warehouse_conn_id=None, **FAST)
+
+    @task
+    def plan(dag_run: Any = None) -> list[dict[str, Any]]:
+        return dag_run.conf["operations"]
+
+    # operations as an XComArg (a list straight from the upstream task), and no warehouse at all.
+    MailchimpBatchOperator(task_id="send", operations=plan(), warehouse_conn_id=None, **FAST)

@@ -228,34 +228,35 @@ def test_a_campaign_that_is_not_ready_is_not_sent(mc):
     assert mc.campaigns.get(no_subject["id"])["status"] == "save"
 
 
-def engagement_of_a_fresh_send(emulator: Any, mc: Any) -> tuple[str, list[tuple], list[tuple]]:
-    """Reset, build the same audience, send one campaign: its id, activity (with times relative to
-    the send) and unsubscribes."""
+def send_in_the_past(emulator: Any, mc: Any, list_id: str) -> str:
+    """A campaign delivered at :data:`SEND_TIME` with its synthetic engagement, all visible by now."""
+    campaign = create_campaign(mc, list_id)
+    response = inject(emulator, {"campaign_id": campaign["id"], "send_time": SEND_TIME, "synthetic": True})
+    assert response.status_code == 200, response.text
+    return campaign["id"]
+
+
+def engagement_on_a_fresh_emulator(emulator: Any, mc: Any) -> tuple[str, list[tuple], list[tuple]]:
+    """Reset, build the same audience, send one campaign: its id, activity and unsubscribes."""
     emulator.admin("POST", "reset")
     list_id = make_list(mc)
     add_members(mc, list_id, 150)
-    campaign = create_campaign(mc, list_id)
-    mc.campaigns.send(campaign["id"])
-    sent_at = datetime.fromisoformat(mc.campaigns.get(campaign["id"])["send_time"])
-
-    def offset(stamp: str) -> float:
-        return (datetime.fromisoformat(stamp) - sent_at).total_seconds()
-
+    campaign_id = send_in_the_past(emulator, mc, list_id)
     activity = [
-        (e["email_address"], a["action"], offset(a["timestamp"]), a.get("url"), a.get("type"), a.get("ip"))
-        for e in all_activity(mc.reports, campaign["id"])
+        (e["email_address"], a["action"], a["timestamp"], a.get("url"), a.get("type"), a.get("ip"))
+        for e in all_activity(mc.reports, campaign_id)
         for a in e["activity"]
     ]
     unsubscribes = [
-        (u["email_address"], u["reason"], offset(u["timestamp"]))
-        for u in mc.reports.get_unsubscribed_list_for_campaign(campaign["id"], count=1000)["unsubscribes"]
+        (u["email_address"], u["reason"], u["timestamp"])
+        for u in mc.reports.get_unsubscribed_list_for_campaign(campaign_id, count=1000)["unsubscribes"]
     ]
-    return campaign["id"], activity, unsubscribes
+    return campaign_id, activity, unsubscribes
 
 
 def test_synthetic_activity_is_deterministic_and_plausible(emulator, mc, rp):
-    first = engagement_of_a_fresh_send(emulator, mc)
-    second = engagement_of_a_fresh_send(emulator, mc)
+    first = engagement_on_a_fresh_emulator(emulator, mc)
+    second = engagement_on_a_fresh_emulator(emulator, mc)
     assert first == second
 
     campaign_id, activity, unsubscribes = first
@@ -263,14 +264,15 @@ def test_synthetic_activity_is_deterministic_and_plausible(emulator, mc, rp):
     openers = {a[0] for a in activity if a[1] == "open"}
     assert 35 <= len(openers) <= 85  # about 40% of 150
     assert 0 < actions.count("click") < actions.count("open")
-    assert all(0 < a[2] <= 72 * 3600 for a in activity)
+    sent_at = datetime.fromisoformat(SEND_TIME)
+    assert all(timedelta(0) < datetime.fromisoformat(a[2]) - sent_at <= timedelta(hours=24) for a in activity)
     assert all(a[3].startswith("https://") for a in activity if a[1] == "click")
     assert all(a[4] in ("hard", "soft") for a in activity if a[1] == "bounce")
     assert all(a[5].startswith("198.51.100.") for a in activity if a[1] in ("open", "click"))
     assert unsubscribes, "this audience has at least one synthetic unsubscribe"
 
     report = rp.get_campaign_report(campaign_id)
-    assert report["emails_sent"] == 150
+    assert (report["emails_sent"], report["send_time"]) == (150, SEND_TIME)
     assert report["opens"]["opens_total"] == actions.count("open")
     assert report["opens"]["unique_opens"] == len(openers)
     assert report["clicks"]["clicks_total"] == actions.count("click")
@@ -280,19 +282,57 @@ def test_synthetic_activity_is_deterministic_and_plausible(emulator, mc, rp):
     assert report["unsubscribed"] == len(unsubscribes)
 
 
-def test_synthetic_unsubscribes_and_hard_bounces_change_members(mc, rp):
+def test_synthetic_unsubscribes_and_hard_bounces_change_members(emulator, mc, rp):
+    list_id = make_list(mc)
+    add_members(mc, list_id, 150)
+    campaign_id = send_in_the_past(emulator, mc, list_id)
+
+    unsubscribes = rp.get_unsubscribed_list_for_campaign(campaign_id, count=1000)["unsubscribes"]
+    assert unsubscribes
+    for unsub in unsubscribes:
+        member = mc.lists.get_list_member(list_id, unsub["email_address"])
+        assert (member["status"], member["unsubscribe_reason"]) == ("unsubscribed", unsub["reason"])
+    bounced = 0
+    for recipient in rp.get_campaign_recipients(campaign_id, count=1000)["sent_to"]:
+        expected = {"hard": "cleaned", "soft": "subscribed"}.get(recipient["status"])
+        if expected:
+            bounced += 1
+            assert mc.lists.get_list_member(list_id, recipient["email_address"])["status"] == expected
+    assert bounced
+
+
+def test_a_fresh_send_never_reports_activity_from_the_future(mc, rp):
     list_id = make_list(mc)
     add_members(mc, list_id, 150)
     campaign = create_campaign(mc, list_id)
     mc.campaigns.send(campaign["id"])
+    now = datetime.now(timezone.utc) + timedelta(seconds=1)
+    emails = all_activity(rp, campaign["id"])
+    assert len(emails) == 150
+    assert all(datetime.fromisoformat(a["timestamp"]) <= now for e in emails for a in e["activity"])
+    report = rp.get_campaign_report(campaign["id"])
+    assert report["opens"]["last_open"] == "" or datetime.fromisoformat(report["opens"]["last_open"]) <= now
 
-    for unsub in rp.get_unsubscribed_list_for_campaign(campaign["id"], count=1000)["unsubscribes"]:
-        member = mc.lists.get_list_member(list_id, unsub["email_address"])
-        assert (member["status"], member["unsubscribe_reason"]) == ("unsubscribed", unsub["reason"])
-    for recipient in rp.get_campaign_recipients(campaign["id"], count=1000)["sent_to"]:
-        expected = {"hard": "cleaned", "soft": "subscribed"}.get(recipient["status"])
-        if expected:
-            assert mc.lists.get_list_member(list_id, recipient["email_address"])["status"] == expected
+
+def test_activity_shows_once_its_time_has_come(emulator, rp, quiet_campaign):
+    soon = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    just_now = (datetime.now(timezone.utc) - timedelta(minutes=1)).replace(microsecond=0).isoformat()
+    future_open = {"email_address": "cy@brightmail.co", "action": "open", "timestamp": soon}
+    past_open = {"email_address": "cy@brightmail.co", "action": "open", "timestamp": just_now}
+    late_unsub = {"email_address": "cy@brightmail.co", "timestamp": soon}
+    payload = {"activity": [future_open, past_open], "unsubscribes": [late_unsub]}
+    assert inject(emulator, {"campaign_id": quiet_campaign["id"], **payload}).status_code == 200
+
+    cy = rp.get_email_activity_for_subscriber(quiet_campaign["id"], "cy@brightmail.co")
+    assert [a["timestamp"] for a in cy["activity"]] == [just_now]
+    report = rp.get_campaign_report(quiet_campaign["id"])
+    assert (report["opens"]["opens_total"], report["unsubscribed"]) == (4, 1)
+
+
+def test_synthetic_activity_is_only_generated_on_delivery(emulator, quiet_campaign):
+    response = inject(emulator, {"campaign_id": quiet_campaign["id"], "synthetic": True})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "synthetic"
 
 
 # ------------------------------------------------------------------------------------------------

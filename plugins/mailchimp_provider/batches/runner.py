@@ -27,7 +27,6 @@ from mailchimp_provider.errors import (
     MailchimpError,
     MailchimpRetriableError,
 )
-from mailchimp_provider.hooks.mailchimp import validate_operations as hook_validate_operations
 
 if TYPE_CHECKING:
     from mailchimp_provider.hooks.mailchimp import MailchimpHook
@@ -68,6 +67,9 @@ def validate_operations(operations: Sequence[Any]) -> list[dict[str, Any]]:
                 "unique per batch so that each result can be matched to its record"
             )
         seen[op_id] = index
+    # Imported here: the hook pulls in requests/aiohttp, too heavy for DAG parsing of operator modules.
+    from mailchimp_provider.hooks.mailchimp import validate_operations as hook_validate_operations
+
     return hook_validate_operations(operations)
 
 

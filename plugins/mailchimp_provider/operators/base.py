@@ -34,16 +34,16 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 from airflow.sdk import BaseOperator, conf
 from airflow.sdk.exceptions import AirflowException
 
-from mailchimp_provider.batches.ledger import BatchLedger, BatchScope, LedgerEntry
-from mailchimp_provider.batches.results import OperationResult
 from mailchimp_provider.batches.progress import split_hint
-from mailchimp_provider.batches.runner import BatchRunner
 from mailchimp_provider.errors import MailchimpBatchError, MailchimpBatchExpiredError, MailchimpBatchStalledError
 from mailchimp_provider.links import XCOM_BATCH_IDS, MailchimpBatchLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from mailchimp_provider.batches.ledger import BatchLedger, BatchScope, LedgerEntry
+    from mailchimp_provider.batches.results import OperationResult
+    from mailchimp_provider.batches.runner import BatchRunner
     from mailchimp_provider.hooks.mailchimp import MailchimpHook
 
 __all__ = ["MailchimpBatchLifecycleOperator"]
@@ -117,7 +117,7 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
         raise NotImplementedError(f"{type(self).__name__} must implement next_operations()")
 
     def apply_results(
-        self, context: "Context", entity: str, batch_id: str, results: Iterator[OperationResult]
+        self, context: "Context", entity: str, batch_id: str, results: Iterator["OperationResult"]
     ) -> None:
         """Record the outcome of a finished batch; must commit before returning."""
         raise NotImplementedError(f"{type(self).__name__} must implement apply_results()")
@@ -139,8 +139,10 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
 
         return MailchimpHook(mailchimp_conn_id=self.mailchimp_conn_id)
 
-    def get_ledger(self, context: "Context") -> BatchLedger:
+    def get_ledger(self, context: "Context") -> "BatchLedger":
         """The warehouse ledger (with the task_state_store mirror), or the task_state_store alone."""
+        from mailchimp_provider.batches.ledger import BatchLedger
+
         state_store = context.get("task_state_store")
         if self.warehouse_conn_id is None:
             if state_store is None:
@@ -155,7 +157,7 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
         engine = get_engine(self.warehouse_conn_id)
         return BatchLedger(engine, WarehouseTables(self.table_prefix, self.table_schema), state_store=state_store)
 
-    def ledger_for(self, context: "Context") -> BatchLedger:
+    def ledger_for(self, context: "Context") -> "BatchLedger":
         """``get_ledger(context)``, built once per task execution (keyed on the context object)."""
         cached = getattr(self, "_ledger_cache", None)
         if cached is None or cached[0] is not context:
@@ -163,7 +165,9 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
             self._ledger_cache = cached
         return cached[1]
 
-    def get_runner(self, context: "Context") -> BatchRunner:
+    def get_runner(self, context: "Context") -> "BatchRunner":
+        from mailchimp_provider.batches.runner import BatchRunner
+
         return BatchRunner(
             self.hook,
             self.ledger_for(context),
@@ -175,6 +179,8 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
 
     # -- entry points --------------------------------------------------------------------------------
     def execute(self, context: "Context") -> Any:
+        from mailchimp_provider.batches.ledger import BatchScope
+
         runner = self.get_runner(context)
         scope = BatchScope.from_context(context)
         earlier = runner.open_batches(scope)
@@ -192,6 +198,8 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
         The event is informative only; the ledger and fresh ``GET /batches/{id}`` calls decide what
         is applied, so a stale or duplicated event cannot cause double bookkeeping.
         """
+        from mailchimp_provider.batches.ledger import BatchScope
+
         event = event or {}
         rounds = max(rounds, self._rounds_so_far(context))
         status = event.get("status")
@@ -212,7 +220,7 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
         return self._drive(context, runner, scope, rounds=rounds)
 
     # -- the loop ----------------------------------------------------------------------------------
-    def _drive(self, context: "Context", runner: BatchRunner, scope: BatchScope, *, rounds: int) -> Any:
+    def _drive(self, context: "Context", runner: "BatchRunner", scope: "BatchScope", *, rounds: int) -> Any:
         while True:
             waiting = self._settle(context, runner, runner.open_batches(scope))
             if waiting:
@@ -240,9 +248,9 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
             self._publish_batch_ids(context, runner, scope)
             self.on_batches_submitted(context, entity, batch_ids)
 
-    def _settle(self, context: "Context", runner: BatchRunner, entries: Sequence[LedgerEntry]) -> list[LedgerEntry]:
+    def _settle(self, context: "Context", runner: "BatchRunner", entries: Sequence["LedgerEntry"]) -> list["LedgerEntry"]:
         """Apply finished batches, abandon expired ones; return those still running."""
-        waiting: list[LedgerEntry] = []
+        waiting: list["LedgerEntry"] = []
         for entry in entries:
             try:
                 batch = runner.refresh(entry.batch_id)
@@ -255,7 +263,7 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
                 waiting.append(entry)
         return waiting
 
-    def _apply(self, context: "Context", runner: BatchRunner, entry: LedgerEntry) -> None:
+    def _apply(self, context: "Context", runner: "BatchRunner", entry: "LedgerEntry") -> None:
         try:
             self.apply_results(context, entry.entity or "", entry.batch_id, runner.results(entry.batch_id))
         except MailchimpBatchExpiredError as exc:
@@ -264,7 +272,7 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
         runner.mark_applied(entry.batch_id)
         self.log.info("Applied the results of batch %s (%s chunk %s).", entry.batch_id, entry.entity, entry.chunk_no)
 
-    def _abandon(self, context: "Context", runner: BatchRunner, entry: LedgerEntry, error: str) -> None:
+    def _abandon(self, context: "Context", runner: "BatchRunner", entry: "LedgerEntry", error: str) -> None:
         runner.mark_abandoned(entry.batch_id, error)
         self.log.warning(
             "Abandoned batch %s (%s chunk %s, %s operations): %s Its records have no confirmed outcome and "
@@ -273,11 +281,11 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
         )
         self.on_batch_failed(context, entry.entity, entry.batch_id, error)
 
-    def _give_up(self, context: "Context", runner: BatchRunner, entries: Sequence[LedgerEntry], message: str) -> None:
+    def _give_up(self, context: "Context", runner: "BatchRunner", entries: Sequence["LedgerEntry"], message: str) -> None:
         for entry in entries:
             self._abandon(context, runner, entry, f"stalled and given up (abandon_stalled=True). {message}")
 
-    def _wait(self, context: "Context", runner: BatchRunner, waiting: Sequence[LedgerEntry], rounds: int) -> None:
+    def _wait(self, context: "Context", runner: "BatchRunner", waiting: Sequence["LedgerEntry"], rounds: int) -> None:
         batch_ids = [e.batch_id for e in waiting]
         if self.deferrable:
             from mailchimp_provider.triggers.batch import MailchimpBatchTrigger
@@ -320,7 +328,7 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
         if store is not None:
             store.set(ROUNDS_KEY, {"try": getattr(context["ti"], "try_number", None), "rounds": rounds})
 
-    def _publish_batch_ids(self, context: "Context", runner: BatchRunner, scope: BatchScope) -> None:
+    def _publish_batch_ids(self, context: "Context", runner: "BatchRunner", scope: "BatchScope") -> None:
         """Every batch id of this task instance, for the extra link and for people reading XCom."""
         batch_ids = [e.batch_id for e in runner.ledger.entries(scope)]
         if batch_ids:

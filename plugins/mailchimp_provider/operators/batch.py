@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from airflow.sdk.exceptions import AirflowException
 
-from mailchimp_provider.batches.ledger import ABANDONED, BatchScope
 from mailchimp_provider.operators.base import MailchimpBatchLifecycleOperator
 
 if TYPE_CHECKING:
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MailchimpBatchOperator"]
 
+ABANDONED = "abandoned"  # mailchimp_provider.batches.ledger.ABANDONED (not imported: keeps DAG parsing light)
 SUMMARY_KEY = "mailchimp_batch_summaries"
 FIRST_ERRORS = 10
 SLICE_PREFIX = "ops:"
@@ -115,6 +115,8 @@ class MailchimpBatchOperator(MailchimpBatchLifecycleOperator):
         ops = self._operation_list()
         covered = set()
         abandoned: dict[tuple[int, int], list[str]] = {}
+        from mailchimp_provider.batches.ledger import BatchScope
+
         for entry in self.ledger_for(context).entries(BatchScope.from_context(context)):
             bounds = self._slice_of(entry.entity)
             if bounds is None:
@@ -165,6 +167,8 @@ class MailchimpBatchOperator(MailchimpBatchLifecycleOperator):
                                        for e in errors[:3]))
 
     def finish(self, context: "Context") -> dict[str, Any]:
+        from mailchimp_provider.batches.ledger import BatchScope
+
         scope = BatchScope.from_context(context)
         entries = self.ledger_for(context).entries(scope)
         summaries = self._load_summaries(context)
