@@ -67,8 +67,15 @@ def table_assets(config: EngagementConfig) -> dict[str, Asset]:
     return assets
 
 
-def build_dag(config: EngagementConfig, *, dag_id: str = DAG_ID, schedule: str | None = "@hourly") -> DAG:
-    """The engagement pull DAG for ``config`` (tests build it with their own config)."""
+def build_dag(
+    config: EngagementConfig,
+    *,
+    dag_id: str = DAG_ID,
+    schedule: str | None = "@hourly",
+    retries: int = 2,
+    retry_delay: timedelta = timedelta(minutes=2),
+) -> DAG:
+    """The engagement pull DAG for ``config`` (tests build it with their own config and retries)."""
     assets = table_assets(config)
     with DAG(
         dag_id=dag_id,
@@ -79,8 +86,8 @@ def build_dag(config: EngagementConfig, *, dag_id: str = DAG_ID, schedule: str |
         doc_md=DOC,
         tags=["mailchimp", "engagement", "reverse"],
         default_args={
-            "retries": 2,
-            "retry_delay": timedelta(minutes=2),
+            "retries": retries,
+            "retry_delay": retry_delay,
             "pool": POOL,
         },
     ) as dag:

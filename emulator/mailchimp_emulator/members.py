@@ -59,9 +59,9 @@ SOURCE_NAMES = {"API": "API - Generic"}
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@((?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,})$")
 _FAKE_DOMAINS = ("example.com", "example.org", "example.net")
+_FAKE_DOMAIN_SUFFIXES = tuple("." + d for d in _FAKE_DOMAINS)
 _RESERVED_TLDS = ("invalid", "test", "localhost", "example")
 _FAKE_LOCAL_PARTS = frozenset({"test", "asdf", "fake", "noreply", "no-reply"})
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _OPTIONAL_FIELDS = (
     "email_type",
     "interests",
@@ -197,7 +197,7 @@ def looks_fake(email: str) -> bool:
     local, domain = lowered.rsplit("@", 1)
     if local in _FAKE_LOCAL_PARTS:
         return True
-    if any(domain == d or domain.endswith("." + d) for d in _FAKE_DOMAINS):
+    if domain in _FAKE_DOMAINS or domain.endswith(_FAKE_DOMAIN_SUFFIXES):
         return True
     return domain.rsplit(".", 1)[-1] in _RESERVED_TLDS
 
@@ -411,9 +411,8 @@ def _apply_extra(member: dict[str, Any], extra: dict[str, Any] | None) -> None:
 
 def _refresh_full_name(member: dict[str, Any]) -> None:
     values = member["merge_fields"]
-    member["full_name"] = " ".join(
-        str(values.get(tag) or "").strip() for tag in ("FNAME", "LNAME") if str(values.get(tag) or "").strip()
-    )
+    first, last = str(values.get("FNAME") or "").strip(), str(values.get("LNAME") or "").strip()
+    member["full_name"] = f"{first} {last}" if first and last else first or last
 
 
 # ------------------------------------------------------------------------------------------------
@@ -441,6 +440,9 @@ def validate_merge_fields(
         elif new:
             value = field_def.get("default_value") or ""
         else:
+            continue
+        if value.__class__ is str and value and field_def["type"] == "text":
+            out[tag] = value  # the common case, checked first: a non-empty text value
             continue
         empty = value is None or value == "" or (isinstance(value, dict) and not any(value.values()))
         if empty:

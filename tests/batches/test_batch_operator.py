@@ -139,7 +139,7 @@ def test_a_cleared_task_whose_batch_results_expired_abandons_it_and_sends_again(
     rows = {r["batch_id"]: r for r in ledger(sqlite_warehouse, dag_run)}
     assert rows[old["id"]]["status"] == "abandoned" and "404" in rows[old["id"]]["error"]
     log = "".join(capfd.readouterr())
-    assert f"Re-attaching to 1 batch(es) submitted by an earlier try" in log
+    assert "Re-attaching to 1 batch(es) submitted by an earlier try" in log
     assert f"Abandoned batch {old['id']}" in log and "will be re-planned: they are sent again (idempotent)" in log
     # The two upserts of the lost batch were sent again with the rest; nothing else twice.
     assert batch_count(emulator) == 2 + 4

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from mailchimp_provider.warehouse.source_tables import create_source_tables
 
 STORE_ID = "test-shop"
+ENTITY_ORDER = ("customer", "product", "promo_rule", "promo_code", "order")
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
 LONG_ID = "x" * 60
 
@@ -185,9 +186,12 @@ def load_test_dag() -> Any:
 def run_sync(conf: dict[str, Any] | None = None, *, logical_date: datetime | None = None) -> Any:
     """One run of the e-commerce sync through Airflow (``dag.test()``); returns the DagRun."""
     dag = load_test_dag()
+    # every parameter explicitly: dag.test() runs tasks in this process, where a previous run's
+    # conf could otherwise linger in the shared task objects
+    conf = {"full_refresh": False, "dry_run": False, "entities": list(ENTITY_ORDER), **(conf or {})}
     if logical_date is not None:
-        return dag.test(run_conf=conf or {}, logical_date=logical_date)
-    return dag.test(run_conf=conf or {})
+        return dag.test(run_conf=conf, logical_date=logical_date, run_after=logical_date)
+    return dag.test(run_conf=conf)
 
 
 def task_states(dag_run: Any) -> dict[str, str]:

@@ -163,7 +163,7 @@ def test_dry_run_sends_nothing_and_entities_limit_the_run(airflow_db: None, emul
     dry = run_sync({"dry_run": True})
     assert STORE_ID not in emulator.state.stores
     counts = xcom(dry, "release_store")
-    assert counts["order"]["planned"] == 0 and counts["customer"]["planned"] == 2
+    assert counts["customer"]["planned"] == 2 and counts["order"] == {"synced": 0, "skipped": 9, "failed": 0, "planned": 3}
     assert not any(k.startswith("batch:") for k in emulator.state.counters)
 
     partial = run_sync({"entities": ["customer", "product"]})

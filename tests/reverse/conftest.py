@@ -113,13 +113,20 @@ class EngagementHarness:
         return int(entry.get("total", 0))
 
     # -- the DAG -----------------------------------------------------------------------------------
-    def dag(self, config: Any = None) -> Any:
-        return dag_module().build_dag(config or self.config, dag_id=DAG_ID)
+    def dag(self, config: Any = None, **kwargs: Any) -> Any:
+        kwargs.setdefault("retries", 0)
+        return dag_module().build_dag(config or self.config, dag_id=DAG_ID, **kwargs)
 
-    def run(self, config: Any = None, *, expect: str = "success") -> dict[str, str]:
-        """One ``dag.test()`` run; returns ``{task_id: state}`` and checks the run's state."""
-        dag = self.dag(config)
-        dr = dag.test(logical_date=datetime.now(timezone.utc))
+    def run(
+        self, config: Any = None, *, expect: str = "success", run_after: datetime | None = None, **dag_kwargs: Any
+    ) -> dict[str, str]:
+        """One ``dag.test()`` run; returns ``{task_id: state}`` and checks the run's state.
+
+        The run id is ``manual__<run_after>``, so a test can prepare state for a run before it starts.
+        """
+        dag = self.dag(config, **dag_kwargs)
+        run_after = run_after or datetime.now(timezone.utc)
+        dr = dag.test(logical_date=run_after, run_after=run_after)
         states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
         assert str(dr.state) == expect, f"run ended {dr.state}, tasks: {states}"
         return states

@@ -69,6 +69,43 @@ class SyncHarness:
         self.tables = WarehouseTables()
         self.tables.create_all(self.db)
 
+    def configure(self, **overrides: Any) -> None:
+        """Rewrite this test's config: the shipped one plus ``overrides`` (read at the next run)."""
+        overrides = dict(overrides)
+        overrides["sync"] = {"poll_interval": 0.05, **overrides.get("sync", {})}
+        write_config(self.config_path, **overrides)
+
+    def make_audience(self, name: str = "Warehouse customers") -> str:
+        """Create the audience up front (the DAG then finds it by name instead of creating it)."""
+        resp = self.emulator.api("POST", "/lists", json={
+            "name": name,
+            "contact": {"company": "Acme Outfitters", "address1": "1 Main St", "city": "Springfield",
+                        "state": "IL", "zip": "62701", "country": "US"},
+            "permission_reminder": "You bought from our shop.",
+            "campaign_defaults": {"from_name": "Acme", "from_email": "news@acme-outfitters.com",
+                                  "subject": "News", "language": "en"},
+            "email_type_option": False,
+        })
+        resp.raise_for_status()
+        return resp.json()["id"]
+
+    def put_member(self, email: str, **body: Any) -> dict[str, Any]:
+        """A member that exists in Mailchimp before the sync (signed up elsewhere)."""
+        resp = self.emulator.api("PUT", f"/lists/{self.list_id()}/members/{subscriber_hash(email)}",
+                                 json={"email_address": email, **body})
+        resp.raise_for_status()
+        return resp.json()
+
+    def add_reverse_pulled_member(self, email: str, status: str) -> None:
+        """A mailchimp_member row, as the engagement pull would have written it."""
+        from mailchimp_provider.warehouse.upsert import upsert
+
+        with self.db.begin() as conn:
+            upsert(conn, self.tables.member, [{
+                "list_id": self.list_id(), "member_id": subscriber_hash(email), "email_address": email,
+                "status": status, "synced_at": datetime.now(timezone.utc),
+            }], key=["list_id", "member_id"])
+
     # -- source data -------------------------------------------------------------------------
     def insert(self, *rows: dict[str, Any]) -> None:
         with self.db.begin() as conn:
@@ -164,13 +201,22 @@ def make_harness(
     """``make_harness(warehouse, **config_overrides)``: the DAG then reads that config."""
     from mailchimp_provider.warehouse.connection import dispose_engines
 
+    _ensure_pool()
+
     def make(warehouse: Any, **overrides: Any) -> SyncHarness:
-        overrides.setdefault("sync", {})
-        overrides["sync"] = {"poll_interval": 0.05, **overrides["sync"]}
-        path = write_config(tmp_path / "audience_sync.yaml", **overrides)
+        path = tmp_path / "audience_sync.yaml"
         monkeypatch.setenv("MAILCHIMP_AUDIENCE_SYNC_CONFIG", str(path))
         dispose_engines()
-        return SyncHarness(warehouse, emulator, path)
+        harness = SyncHarness(warehouse, emulator, path)
+        harness.configure(**overrides)
+        return harness
 
     yield make
     dispose_engines()
+
+
+def _ensure_pool() -> None:
+    """The DAG's tasks run in the ``mailchimp_api`` pool; create it as the README tells users to."""
+    from airflow.models.pool import Pool
+
+    Pool.create_or_update_pool("mailchimp_api", 8, "Mailchimp API: 10 connections per key", include_deferred=False)

@@ -129,7 +129,9 @@ class BatchLedger:
                 self.tables.create_all(self.engine)  # type: ignore[union-attr]
             except sa.exc.DatabaseError:
                 # Another task created it concurrently: fine if it is there now.
-                if not sa.inspect(self.engine).has_table(self.table.name, schema=self.table.schema):  # type: ignore[union-attr]
+                table = self.table
+                assert table is not None
+                if not sa.inspect(self.engine).has_table(table.name, schema=table.schema):
                     raise
         self._tables_ready = True
 

@@ -157,8 +157,8 @@ class BatchProgress:
                 Outcome.STALLED, self._stalled_message(stalled, idle), snapshots, expired=expired, stalled=stalled
             )
         if self.max_wait is not None and now - self._started >= self.max_wait:
-            return Verdict(Outcome.TIMED_OUT, self._timed_out_message(pending, now - self._started), snapshots,
-                           expired=expired)
+            message = self._timed_out_message(pending, now - self._started)
+            return Verdict(Outcome.TIMED_OUT, message, snapshots, expired=expired)
         return Verdict(Outcome.WORKING, self._working_message(pending), snapshots, expired=expired)
 
     def next_interval(self) -> float:
@@ -214,7 +214,10 @@ class BatchProgress:
                     "('finalizing'), which it sometimes does for hours"
                 )
             elif snap.get("status") in (None, "pending", "preprocessing"):
-                why = "Mailchimp has not started it (batches run one at a time per account; another integration may be ahead)"
+                why = (
+                    "Mailchimp has not started it (batches run one at a time per account; "
+                    "another integration may be ahead)"
+                )
             else:
                 why = "its finished-operation count stopped moving"
             lines.append(f"{b} ({describe_batch(snap)}): {why}")

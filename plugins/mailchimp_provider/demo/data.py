@@ -676,9 +676,12 @@ class _Generator:
         for pid in self.product_ids:
             if pid in no_variant:
                 continue
-            base = rng.choice((12, 19, 29, 39, 49, 79, 119, 189, 249)) + 0.99 if rng.random() < 0.5 else 0.0
-            base = base or rng.choice((15, 25, 35, 60, 95, 150)) + 0.00
-            options = rng.choice((["One Size"], _SIZES[1:4], _SIZES, [f"{c}" for c in rng.sample(_COLOURS, 2)]))
+            # shop prices: either "x.99" or round numbers
+            if rng.random() < 0.5:
+                base = rng.choice((12, 19, 29, 39, 49, 79, 119, 189, 249)) + 0.99
+            else:
+                base = float(rng.choice((15, 25, 35, 60, 95, 150)))
+            options = rng.choice((["One Size"], _SIZES[1:4], _SIZES, rng.sample(_COLOURS, 2)))
             variants: list[tuple[str, Decimal]] = []
             for j, option in enumerate(options):
                 vid = f"{pid}-{j + 1}"
@@ -727,7 +730,7 @@ class _Generator:
             for code in codes:
                 created = EPOCH + timedelta(days=rng.random() * 300)
                 yield {
-                    "promo_code_id": f"PC-{code}"[:200], "promo_rule_id": rid, "code": code,
+                    "promo_code_id": f"PC-{code}", "promo_rule_id": rid, "code": code,
                     "redemption_url": f"https://{STORE_DOMAIN}/discount/{code}",
                     "usage_count": rng.randint(0, 500), "enabled": True,
                     "created_at": created, "updated_at": created + timedelta(days=5),

@@ -188,7 +188,9 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
             self.log.warning(
                 "Re-attaching to %d batch(es) submitted by an earlier try of %s and not yet applied: %s. "
                 "They are not resubmitted; their results are applied first, then the remaining work is planned.",
-                len(earlier), scope, ", ".join(f"{e.batch_id} ({e.entity} chunk {e.chunk_no}, {e.status})" for e in earlier),
+                len(earlier),
+                scope,
+                ", ".join(f"{e.batch_id} ({e.entity} chunk {e.chunk_no}, {e.status})" for e in earlier),
             )
         return self._drive(context, runner, scope, rounds=0)
 
@@ -226,16 +228,16 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
             if waiting:
                 self._wait(context, runner, waiting, rounds)
                 continue
+            planned = self.next_operations(context)
+            if planned is None:
+                self._publish_batch_ids(context, runner, scope)
+                return self.finish(context)
             if rounds >= self.max_rounds:
                 raise AirflowException(
                     f"{self.task_id}: next_operations() still returned work after {rounds} rounds (max_rounds="
                     f"{self.max_rounds}). Everything sent so far is applied and recorded; raise max_rounds if this "
                     f"much work is expected, otherwise {type(self).__name__}.next_operations() never returns None."
                 )
-            planned = self.next_operations(context)
-            if planned is None:
-                self._publish_batch_ids(context, runner, scope)
-                return self.finish(context)
             entity, operations = planned
             rounds += 1
             self._remember_rounds(context, rounds)
@@ -248,7 +250,9 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
             self._publish_batch_ids(context, runner, scope)
             self.on_batches_submitted(context, entity, batch_ids)
 
-    def _settle(self, context: "Context", runner: "BatchRunner", entries: Sequence["LedgerEntry"]) -> list["LedgerEntry"]:
+    def _settle(
+        self, context: "Context", runner: "BatchRunner", entries: Sequence["LedgerEntry"]
+    ) -> list["LedgerEntry"]:
         """Apply finished batches, abandon expired ones; return those still running."""
         waiting: list["LedgerEntry"] = []
         for entry in entries:
@@ -281,7 +285,9 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
         )
         self.on_batch_failed(context, entry.entity, entry.batch_id, error)
 
-    def _give_up(self, context: "Context", runner: "BatchRunner", entries: Sequence["LedgerEntry"], message: str) -> None:
+    def _give_up(
+        self, context: "Context", runner: "BatchRunner", entries: Sequence["LedgerEntry"], message: str
+    ) -> None:
         for entry in entries:
             self._abandon(context, runner, entry, f"stalled and given up (abandon_stalled=True). {message}")
 
@@ -290,7 +296,8 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
         if self.deferrable:
             from mailchimp_provider.triggers.batch import MailchimpBatchTrigger
 
-            self.log.info("Deferring until batch(es) %s finish (the worker slot is released).", ", ".join(batch_ids))
+            self.log.info("Deferring until batch(es) %s finish (the worker slot is released).",
+                          ", ".join(batch_ids))
             self.defer(
                 trigger=MailchimpBatchTrigger(
                     batch_ids=batch_ids,

@@ -64,7 +64,9 @@ class MailchimpBatchOperator(MailchimpBatchLifecycleOperator):
     template_fields: Sequence[str] = ("operations",)
     template_fields_renderers = {"operations": "json"}
 
-    def __init__(self, *, operations: Any, max_error_ratio: float = 0.0, max_resubmits: int = 2, **kwargs: Any) -> None:
+    def __init__(
+        self, *, operations: Any, max_error_ratio: float = 0.0, max_resubmits: int = 2, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         if not 0.0 <= float(max_error_ratio) <= 1.0:
             raise ValueError(f"{self.task_id}: max_error_ratio must be within [0, 1], got {max_error_ratio}")
@@ -195,11 +197,7 @@ class MailchimpBatchOperator(MailchimpBatchLifecycleOperator):
         }
         ratio = errored / total if total else 0.0
         if ratio > self.max_error_ratio:
-            shown = "; ".join(
-                f"{e['operation_id']}: {e['status_code']} {e['title']}: {e['detail']}"
-                + (f" [{', '.join(f['field'] + ': ' + f['message'] for f in e['field_errors'])}]" if e["field_errors"] else "")
-                for e in first_errors
-            )
+            shown = "; ".join(_describe_error(e) for e in first_errors)
             raise AirflowException(
                 f"{self.task_id}: {errored} of {total} operation(s) failed ({ratio:.1%} > max_error_ratio="
                 f"{self.max_error_ratio:.1%}). First errors: {shown}. The batches are applied and will not be "
@@ -225,3 +223,10 @@ class MailchimpBatchOperator(MailchimpBatchLifecycleOperator):
         if store is None:
             return dict(self._memory_summaries)
         return {**(store.get(SUMMARY_KEY, default={}) or {}), **self._memory_summaries}
+
+
+def _describe_error(error: dict[str, Any]) -> str:
+    """``op-7: 400 Invalid Resource: <detail> [email_address: <message>]`` for failure messages."""
+    text = f"{error['operation_id']}: {error['status_code']} {error['title']}: {error['detail']}"
+    fields = ", ".join(f"{f['field']}: {f['message']}" for f in error["field_errors"])
+    return f"{text} [{fields}]" if fields else text

@@ -111,7 +111,7 @@ def _load_member_page(
     t = tables.member
     ids = [r["member_id"] for r in rows]
     before = dict(
-        conn.execute(sa.select(t.c.member_id, t.c.status).where(t.c.list_id == list_id, t.c.member_id.in_(ids))).tuples()
+        conn.execute(sa.select(t.c.member_id, t.c.status).where(t.c.list_id == list_id, t.c.member_id.in_(ids))).all()
     )
     stats.record(tables.table_name("member"), merge_rows(conn, t, rows, tables.key("member")))
     left = [

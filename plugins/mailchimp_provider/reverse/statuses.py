@@ -19,7 +19,7 @@ def member_statuses(engine: sa.Engine, tables: WarehouseTables, list_id: str) ->
     """``{subscriber_hash: status}`` of every member of ``list_id`` in ``mailchimp_member``."""
     t = tables.member
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(t.c.member_id, t.c.status).where(t.c.list_id == list_id)).tuples()
+        rows = conn.execute(sa.select(t.c.member_id, t.c.status).where(t.c.list_id == list_id)).all()
         return {member_id: status for member_id, status in rows if status is not None}
 
 

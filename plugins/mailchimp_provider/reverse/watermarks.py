@@ -53,7 +53,7 @@ def get_timestamp(conn: sa.Connection, tables: WarehouseTables, stream: str, sco
 def get_values(conn: sa.Connection, tables: WarehouseTables, stream: str) -> dict[str, str]:
     """Every scope's value of ``stream`` (e.g. the activity bookmark of every campaign)."""
     t = tables.watermark
-    return dict(conn.execute(sa.select(t.c.scope, t.c.value).where(t.c.stream == stream)).tuples())
+    return dict(conn.execute(sa.select(t.c.scope, t.c.value).where(t.c.stream == stream)).all())
 
 
 def set_values(conn: sa.Connection, tables: WarehouseTables, stream: str, values: Mapping[str, str]) -> None:

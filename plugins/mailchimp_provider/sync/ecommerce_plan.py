@@ -33,7 +33,8 @@ engine's ``failed_in_run`` and ``MAX_PASSES`` bound it further.
 Dependencies: a promo code needs its rule, an order needs its customer and every line's product
 (and variant) to have reached Mailchimp. Otherwise the record is skipped with reason
 ``customer_not_synced`` / ``product_not_synced`` / ``promo_rule_not_synced`` and a detail naming
-the missing record; it goes out in the first run after its dependency has.
+the missing record; it goes out in the first run after its dependency has. In a dry run, a
+dependency this run's plan would send counts as sent, so the plan shows what a real run would do.
 """
 
 from __future__ import annotations
@@ -318,8 +319,9 @@ class PromoCodeRules(CommerceRules):
 
     def plan(self, engine: "SyncEngine", rows: list[dict[str, Any]], states: dict[str, StateRow],
              ctx: RunContext) -> Iterator[RecordPlan]:
-        rule_ids = [text_or_none(r.get("promo_rule_id")) for r in rows]
-        rules = load_states_for(engine, "promo_rule", [r for r in rule_ids if r])
+        rule_ids = [r for r in (text_or_none(row.get("promo_rule_id")) for row in rows) if r]
+        rules = load_states_for(engine, "promo_rule", rule_ids)
+        planned = planned_in_run(engine, ctx, "promo_rule", rule_ids)
         for row in rows:
             record_id = record_key(row.get("promo_code_id"))
             try:
@@ -328,7 +330,7 @@ class PromoCodeRules(CommerceRules):
                 yield RecordPlan(record_id, skips=[rejected_skip(record_id, error)])
                 continue
             rule_id = str(text_or_none(row.get("promo_rule_id")))
-            if not self.in_mailchimp(rules.get(rule_id)):
+            if not self.in_mailchimp(rules.get(rule_id)) and rule_id not in planned:
                 yield RecordPlan(record_id, skips=[Skip(
                     record_id, "promo_rule_not_synced",
                     f"promo code {record_id}: its promo rule {rule_id} has not reached Mailchimp "
@@ -364,7 +366,9 @@ class OrderRules(CommerceRules):
         product_ids = {p for r in rows for p in (text_or_none(line.get("product_id")) for line in r.get("_lines") or []) if p}
         customers = load_states_for(engine, "customer", customer_ids)
         products = load_states_for(engine, "product", product_ids)
-        unsynced = [c for c in customer_ids if not self.in_mailchimp(customers.get(c))]
+        planned_customers = planned_in_run(engine, ctx, "customer", customer_ids)
+        planned_products = planned_in_run(engine, ctx, "product", product_ids)
+        unsynced = [c for c in customer_ids if not self.in_mailchimp(customers.get(c)) and c not in planned_customers]
         known_customers = source_ids(engine, "customers", "customer_id", unsynced)
         maps = self.config.status_maps
         for row in rows:
@@ -377,7 +381,7 @@ class OrderRules(CommerceRules):
                 yield RecordPlan(record_id, skips=[rejected_skip(record_id, error)])
                 continue
             assert customer_id is not None  # order_payload checked it
-            if not self.in_mailchimp(customers.get(customer_id)):
+            if not self.in_mailchimp(customers.get(customer_id)) and customer_id not in planned_customers:
                 if customer_id in known_customers:
                     yield RecordPlan(record_id, skips=[Skip(
                         record_id, "customer_not_synced",
@@ -392,7 +396,7 @@ class OrderRules(CommerceRules):
                         "customer_email to create it from")])
                     continue
                 body["customer"] = full
-            missing = self._missing_products(body["lines"], products)
+            missing = self._missing_products(body["lines"], products, planned_products)
             if missing:
                 yield RecordPlan(record_id, skips=[Skip(record_id, "product_not_synced", f"order {record_id}: {missing}")])
                 continue
@@ -400,9 +404,13 @@ class OrderRules(CommerceRules):
             yield self.write(row, record_id, body, states.get(record_id), ctx, hashed=hashed,
                              detail=f"{body.get('financial_status') or '-'}/{body.get('fulfillment_status') or '-'}")
 
-    def _missing_products(self, lines: Sequence[Mapping[str, Any]], products: Mapping[str, StateRow]) -> str | None:
+    def _missing_products(
+        self, lines: Sequence[Mapping[str, Any]], products: Mapping[str, StateRow], planned: set[str]
+    ) -> str | None:
         for line in lines:
             product_id, variant_id = line["product_id"], line["product_variant_id"]
+            if product_id in planned:
+                continue
             state = products.get(product_id)
             if not self.in_mailchimp(state):
                 return f"product {product_id} (line {line['id']}) has not reached Mailchimp ({_why(state)})"
@@ -447,6 +455,23 @@ def load_states_for(engine: "SyncEngine", entity: str, record_ids: Any) -> dict[
                 state = StateRow.from_row(row)
                 out[state.record_id] = state
     return out
+
+
+def planned_in_run(engine: "SyncEngine", ctx: RunContext, entity: str, record_ids: Any) -> set[str]:
+    """In a dry run, the dependencies this run's plan would create: an order whose customer is
+    planned counts as sendable, so the dry-run plan is the plan a real run would carry out."""
+    ids = sorted({str(i) for i in record_ids})
+    if not ctx.dry_run or not ids:
+        return set()
+    t = engine.tables.sync_result
+    stmt = sa.select(t.c.record_id).where(
+        t.c.run_id == ctx.run_id, t.c.entity == entity, t.c.outcome == "planned",
+        t.c.record_id.in_(sa.bindparam("ids", expanding=True)))
+    found: set[str] = set()
+    with engine.db.connect() as conn:
+        for start in range(0, len(ids), 900):
+            found.update(r[0] for r in conn.execute(stmt, {"ids": ids[start:start + 900]}))
+    return found
 
 
 def source_ids(engine: "SyncEngine", sql_name: str, key: str, record_ids: Sequence[str]) -> set[str]:
