@@ -57,8 +57,7 @@ ORDER BY c.send_time DESC, c.campaign_id"""
 def engagement_report(engine: sa.Engine, tables: WarehouseTables) -> list[dict[str, Any]]:
     """One row per sent campaign: campaign_id, title, send_time, emails_sent, opens, unique_opens,
     clicks, bounces (recipients who bounced), unsubscribes (people the campaign's report lists)."""
-    stmt = sa.text(engagement_report_sql(tables)).columns(
-        sa.column("send_time", tables.campaign.c.send_time.type)
-    )
+    # send_time is read through the column's type: an aware UTC datetime on every dialect.
+    stmt = sa.text(engagement_report_sql(tables)).columns(send_time=tables.campaign.c.send_time.type)
     with engine.connect() as conn:
         return [dict(row) for row in conn.execute(stmt).mappings()]

@@ -13,10 +13,12 @@ percentage promo rule's amount is a fraction between 0 and 1.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
 from mailchimp_provider.warehouse.tables import to_utc
@@ -141,40 +143,52 @@ class _Checker:
         return text
 
     def money(self, value: Any, field: str, *, required: bool = False, minimum: float | None = 0.0) -> float | None:
-        if value is None or (isinstance(value, str) and not value.strip()):
+        kind = type(value)
+        if kind is float or kind is int:
+            number = float(value)
+            if not math.isfinite(number):
+                raise self.reject(field, f"not a finite number: {value!r}")
+        elif value is None or (kind is str and not value.strip()):
             if required:
                 raise self.reject(field, "required amount is missing")
             return None
-        try:
-            number = Decimal(str(value).strip())
-        except InvalidOperation:
-            raise self.reject(field, f"not a number: {value!r}") from None
-        if not number.is_finite():
-            raise self.reject(field, f"not a finite number: {value!r}")
-        if minimum is not None and number < Decimal(str(minimum)):
+        else:
+            try:
+                decimal = value if kind is Decimal else Decimal(str(value).strip())
+            except InvalidOperation:
+                raise self.reject(field, f"not a number: {value!r}") from None
+            if not decimal.is_finite():
+                raise self.reject(field, f"not a finite number: {value!r}")
+            number = float(decimal)
+        if minimum is not None and number < minimum:
             raise self.reject(field, f"must not be negative, got {value}")
-        return float(number)
+        return number
 
     def integer(self, value: Any, field: str, *, minimum: int | None = None) -> int | None:
-        if value is None or (isinstance(value, str) and not value.strip()):
+        kind = type(value)
+        if kind is int:
+            result = value
+        elif value is None or (kind is str and not value.strip()):
             return None
-        try:
-            number = Decimal(str(value).strip())
-        except InvalidOperation:
-            raise self.reject(field, f"not an integer: {value!r}") from None
-        if not number.is_finite() or number != number.to_integral_value():
-            raise self.reject(field, f"not an integer: {value!r}")
-        result = int(number)
+        else:
+            try:
+                number = Decimal(str(value).strip())
+            except InvalidOperation:
+                raise self.reject(field, f"not an integer: {value!r}") from None
+            if not number.is_finite() or number != number.to_integral_value():
+                raise self.reject(field, f"not an integer: {value!r}")
+            result = int(number)
         if minimum is not None and result < minimum:
             raise self.reject(field, f"must be at least {minimum}, got {result}")
         return result
 
     def timestamp(self, value: Any, field: str) -> str | None:
+        if value is None:
+            return None
         try:
-            moment = to_utc(value)
+            return iso_timestamp(value)
         except (TypeError, ValueError) as exc:
             raise self.reject(field, str(exc)) from None
-        return iso(moment) if moment is not None else None
 
     def currency(self, value: Any, field: str) -> str:
         code = text_or_none(value)
@@ -195,6 +209,8 @@ class _Checker:
 
 def text_or_none(value: Any) -> str | None:
     """Stripped text, or None for NULL / empty; numbers from the database become their text."""
+    if type(value) is str:
+        return value.strip() or None
     if value is None:
         return None
     if isinstance(value, float) and value.is_integer():
@@ -215,14 +231,39 @@ def iso(moment: datetime) -> str:
     return moment.replace(microsecond=0).isoformat()
 
 
+def iso_timestamp(value: Any) -> str | None:
+    """A warehouse timestamp (aware or naive-UTC datetime, or ISO text as SQLite stores it) in
+    Mailchimp's form; ``ValueError`` for text that is not a timestamp."""
+    if type(value) is datetime and value.tzinfo is timezone.utc:
+        return value.replace(microsecond=0).isoformat()
+    if type(value) is str:
+        text = value.strip()
+        if not text:
+            return None
+        moment = datetime.fromisoformat(text)  # ValueError names the bad text
+        if moment.tzinfo is None:
+            return moment.replace(microsecond=0, tzinfo=timezone.utc).isoformat()
+        return iso(moment.astimezone(timezone.utc))
+    moment = to_utc(value)
+    return iso(moment) if moment is not None else None
+
+
 def valid_email(value: Any) -> str | None:
     """The stripped email if it looks deliverable enough for Mailchimp, else None."""
     text = text_or_none(value)
     return text if text is not None and _EMAIL.match(text) else None
 
 
+_SEPARATORS = re.compile(r"[\s-]+")
+
+
+@lru_cache(maxsize=256)
+def _status_key_text(text: str) -> str:
+    return _SEPARATORS.sub("_", text.strip().lower())
+
+
 def _status_key(value: Any) -> str:
-    return re.sub(r"[\s-]+", "_", (text_or_none(value) or "").lower())
+    return _status_key_text(value) if type(value) is str else _status_key_text(text_or_none(value) or "")
 
 
 def compact(body: dict[str, Any]) -> dict[str, Any]:

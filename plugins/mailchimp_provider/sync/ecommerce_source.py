@@ -37,6 +37,8 @@ SORT_KEYS: dict[str, tuple[str, ...]] = {
 
 def _key(value: Any) -> str:
     """Merge keys compare as text: ids may come back as ints from one table and text from another."""
+    if type(value) is str:
+        return value.strip()
     return "" if value is None else str(value).strip()
 
 
@@ -145,17 +147,37 @@ def binary_sorted_sql(sql: str, keys: Sequence[str], dialect: str) -> str:
 # running the queries
 # ------------------------------------------------------------------------------------------------
 def stream_sorted(db: Any, name: str, chunk_size: int) -> Iterator[Row]:
-    """Rows of ``include/sql/<name>.sql`` sorted in byte order on its merge keys, streamed."""
-    import sqlalchemy as sa
+    """Rows of ``include/sql/<name>.sql`` sorted in byte order on its merge keys, streamed.
+
+    Read through the DBAPI cursor (a server-side cursor on PostgreSQL): at 400k rows per order
+    pass, SQLAlchemy's row objects cost more than the query itself. Values stay as the driver
+    returns them; the payload builders normalise every type.
+    """
+    import uuid
 
     from mailchimp_provider.sync.engine import source_sql
 
     sql = binary_sorted_sql(source_sql(name), SORT_KEYS[name], db.dialect.name)
     with db.connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(sa.text(sql))
-        for part in result.mappings().partitions(chunk_size):
-            for row in part:
-                yield dict(row)
+        raw = conn.connection.driver_connection
+        if db.dialect.name == "postgresql":
+            cursor = raw.cursor(name=f"mc_{name}_{uuid.uuid4().hex[:12]}")
+            cursor.itersize = chunk_size
+        else:
+            cursor = raw.cursor()
+        try:
+            cursor.execute(sql)
+            keys: list[str] | None = None
+            while True:
+                rows = cursor.fetchmany(chunk_size)
+                if not rows:
+                    break
+                if keys is None:
+                    keys = [d[0] for d in cursor.description]
+                for row in rows:
+                    yield dict(zip(keys, row))
+        finally:
+            cursor.close()
 
 
 def merged_chunks(

@@ -436,6 +436,8 @@ class SyncEngine:
         for pass_no in range(1, MAX_PASSES + 1):
             stats = _PassStats()
             failed = self.failed_in_run()
+            if self.ctx.full_refresh:  # resend everything once, not once per pass
+                failed |= self.done_in_run()
             buffer: list[PlannedOp] = []
             for plan in self._iter_plans(stats, failed, record_skips=True):
                 if not plan.ops:
@@ -485,7 +487,8 @@ class SyncEngine:
             yield from extra
 
     def _filter(self, plan: RecordPlan, state: StateRow | None, failed: set[tuple[str, str]]) -> RecordPlan:
-        """Drop writes that failed earlier in this run; turn quarantined writes into skips."""
+        """Drop writes already settled in this run (failed; or, in a full refresh, done); turn
+        quarantined writes into skips."""
         kept: list[PlannedOp] = []
         for op in plan.ops:
             if (op.record_id, op.operation) in failed:
@@ -537,9 +540,16 @@ class SyncEngine:
 
     def failed_in_run(self) -> set[tuple[str, str]]:
         """``(record_id, operation)`` of this run's failed writes: not sent again in this run."""
+        return self._in_run(OUTCOME_FAILED)
+
+    def done_in_run(self) -> set[tuple[str, str]]:
+        """``(record_id, operation)`` of this run's confirmed writes (a full refresh sends each once)."""
+        return self._in_run(OUTCOME_OK)
+
+    def _in_run(self, outcome: str) -> set[tuple[str, str]]:
         t = self.tables.sync_result
         stmt = sa.select(t.c.record_id, t.c.operation).where(
-            t.c.run_id == self.ctx.run_id, t.c.entity == self.entity, t.c.outcome == OUTCOME_FAILED
+            t.c.run_id == self.ctx.run_id, t.c.entity == self.entity, t.c.outcome == outcome
         )
         with self.db.connect() as conn:
             return {(r.record_id, r.operation) for r in conn.execute(stmt)}
