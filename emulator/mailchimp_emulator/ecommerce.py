@@ -379,10 +379,51 @@ def _money(amount: float) -> float:
 Totals = dict[str, tuple[int, float]]
 
 
+# customer_id -> order ids, per store ``orders`` dict. Not part of the state: rebuilt whenever it
+# may be stale (size changed, or an order changed customer). It keeps one order's response
+# O(that customer's orders): a 100k-order backfill would otherwise be quadratic.
+_ORDERS_BY_CUSTOMER: dict[int, tuple[dict[str, Any], int, dict[str, list[str]]]] = {}
+
+
+def _customer_order_ids(doc: dict[str, Any], customer_id: str) -> list[str]:
+    orders = doc["orders"]
+    entry = _ORDERS_BY_CUSTOMER.get(id(orders))
+    if entry is None or entry[0] is not orders or entry[1] != len(orders):
+        if len(_ORDERS_BY_CUSTOMER) > 64:
+            _ORDERS_BY_CUSTOMER.clear()
+        index: dict[str, list[str]] = {}
+        for oid, order in orders.items():
+            index.setdefault(order["customer_id"], []).append(oid)
+        entry = (orders, len(orders), index)
+        _ORDERS_BY_CUSTOMER[id(orders)] = entry
+    return entry[2].get(customer_id, [])
+
+
+def _index_order(doc: dict[str, Any], order: dict[str, Any], *, new: bool) -> None:
+    """Keep the index current after an order was added (``new``) or moved to another customer."""
+    orders = doc["orders"]
+    entry = _ORDERS_BY_CUSTOMER.get(id(orders))
+    if entry is None or entry[0] is not orders:
+        return
+    if new and entry[1] == len(orders) - 1:
+        entry[2].setdefault(order["customer_id"], []).append(order["id"])
+        _ORDERS_BY_CUSTOMER[id(orders)] = (orders, len(orders), entry[2])
+    else:
+        del _ORDERS_BY_CUSTOMER[id(orders)]
+
+
 def customer_totals(doc: dict[str, Any], customer_id: str | None = None) -> Totals:
     """``customer_id -> (orders_count, total_spent)`` over the store's revenue orders (one pass, so
     listing customers or orders stays linear); ``customer_id`` restricts it to one customer."""
     totals: dict[str, tuple[int, float]] = {}
+    if customer_id is not None:
+        orders = doc["orders"]
+        for oid in _customer_order_ids(doc, customer_id):
+            order = orders.get(oid)
+            if order is not None and order["customer_id"] == customer_id and counts_as_revenue(order):
+                count, spent = totals.get(customer_id, (0, 0.0))
+                totals[customer_id] = (count + 1, spent + order["order_total"])
+        return totals
     for order in doc["orders"].values():
         cid = order["customer_id"]
         if (customer_id is None or cid == customer_id) and counts_as_revenue(order):
@@ -751,6 +792,7 @@ def add_order(call: Call, store_id: str) -> Reply:
     customer_id = _resolve_order_customer(call.state, doc, body.pop("customer"))
     order = {**body, "customer_id": customer_id, "lines": lines}
     doc["orders"][body["id"]] = order
+    _index_order(doc, order, new=True)
     return ok(filter_fields(call, render_order(store_id, doc, order)))
 
 
@@ -765,7 +807,10 @@ def update_order(call: Call, store_id: str, order_id: str) -> Reply:
     _check_currency(body)
     lines = _order_lines(doc, body.pop("lines", []))
     if "customer" in body:
+        previous = order["customer_id"]
         order["customer_id"] = _resolve_order_customer(call.state, doc, body.pop("customer"))
+        if order["customer_id"] != previous:
+            _index_order(doc, order, new=False)
     for key in ("shipping_address", "billing_address"):
         if key in body:
             body[key] = _merge_address(order.get(key), body[key])

@@ -97,10 +97,11 @@ class EngagementHarness:
         self.api("POST", f"/campaigns/{campaign_id}/actions/send")
 
     def inject(self, campaign_id: str, *, activity: list[dict] = (), unsubscribes: list[dict] = (),
-               send_time: str | None = None) -> dict:
-        """Exact activity (a campaign not yet sent is delivered first, without synthetic activity)."""
+               send_time: str | None = None, synthetic: bool = False) -> dict:
+        """Exact activity. A campaign not yet sent is delivered first (at ``send_time``), with the
+        emulator's generated engagement when ``synthetic``, else with none."""
         payload: dict[str, Any] = {"campaign_id": campaign_id, "activity": list(activity),
-                                   "unsubscribes": list(unsubscribes)}
+                                   "unsubscribes": list(unsubscribes), "synthetic": synthetic}
         if send_time:
             payload["send_time"] = send_time
         return self.emulator.admin("POST", "activity", json=payload)
