@@ -78,16 +78,19 @@ Needs the pool `{POOL}`: `airflow pools set {POOL} 8 "Mailchimp API: 10 connecti
 )
 def mailchimp_audience_sync() -> None:
     @task
-    def ensure_audience() -> str:
+    def ensure_audience(params: dict | None = None) -> str:
         """Find or create the audience, create missing merge fields and check the mapping against
-        it (before any member is written); create the bookkeeping tables. Returns the list id."""
+        it (before any member is written); create the bookkeeping tables. Returns the list id.
+        In a dry run nothing is created in Mailchimp (a missing audience gets a placeholder id)."""
         from mailchimp_provider.hooks.mailchimp import MailchimpHook
         from mailchimp_provider.sync.audience import ensure_audience as ensure
         from mailchimp_provider.warehouse.connection import get_engine
         from mailchimp_provider.warehouse.tables import WarehouseTables
 
         WarehouseTables(CONFIG.table_prefix, CONFIG.table_schema).create_all(get_engine(CONFIG.warehouse_conn_id))
-        check = ensure(MailchimpHook(mailchimp_conn_id=CONFIG.mailchimp_conn_id), CONFIG, source=str(CONFIG_PATH))
+        dry_run = bool((params or {}).get("dry_run"))
+        check = ensure(MailchimpHook(mailchimp_conn_id=CONFIG.mailchimp_conn_id), CONFIG, source=str(CONFIG_PATH),
+                       dry_run=dry_run)
         return check.list_id
 
     list_id = ensure_audience()

@@ -233,7 +233,15 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(generate(args.warehouse, products=args.products, orders=args.orders, customers=args.customers)))
         return
     if args.step == "sync":
-        print(json.dumps(sync(args.config, args.run_id, args.emulator)))
+        if os.environ.get("BENCH_PROFILE"):  # write a cProfile of each sync step next to the given path
+            import cProfile
+
+            profiler = cProfile.Profile()
+            result = profiler.runcall(sync, args.config, args.run_id, args.emulator)
+            profiler.dump_stats(f"{os.environ['BENCH_PROFILE']}.{args.run_id}")
+        else:
+            result = sync(args.config, args.run_id, args.emulator)
+        print(json.dumps(result))
         return
 
     import requests

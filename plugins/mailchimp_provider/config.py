@@ -362,7 +362,7 @@ class SyncTuning:
     chunk_size: int = 2000
     max_attempts: int = 3
     max_failure_share: float = 0.05
-    min_failures_to_fail: int = 1
+    min_failures_to_fail: int = 10
     poll_interval: float = 5.0
     """Seconds between batch status checks."""
     stall_timeout: float = 1800.0

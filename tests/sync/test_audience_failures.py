@@ -17,7 +17,7 @@ def good_customers(n: int) -> list[dict[str, Any]]:
 
 
 def test_partial_failures_threshold_quarantine_and_full_refresh(make_harness: Any, warehouse: Any) -> None:
-    h = make_harness(warehouse, sync={"max_attempts": 2, "max_failure_share": 0.05})
+    h = make_harness(warehouse, sync={"max_attempts": 2, "max_failure_share": 0.05, "min_failures_to_fail": 1})
     # "test@" passes our email check but Mailchimp refuses it as fake: one bad record in the batch
     h.insert(*good_customers(10), customer("bad", "test@shop-mail.net", minutes=99))
 
@@ -33,7 +33,7 @@ def test_partial_failures_threshold_quarantine_and_full_refresh(make_harness: An
     assert h.state("bad")["payload_hash"] is None and h.state("bad")["attempts"] == 1
     assert h.state("g00")["last_outcome"] == "ok"
 
-    h.configure(sync={"max_attempts": 2, "max_failure_share": 1.0})
+    h.configure(sync={"max_attempts": 2, "max_failure_share": 1.0, "min_failures_to_fail": 1})
     second = h.run()  # the failure is retried (and only it), then quarantined
     assert second.state == "success"
     assert [k for k, r in h.results(second.run_id).items() if r["outcome"] != "skipped"] == [("bad", "upsert")]

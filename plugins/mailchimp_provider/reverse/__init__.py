@@ -8,9 +8,10 @@ Modules, in the order a run uses them:
 * ``loading``      -- chunked upserts that count rows gained / changed per table
 * ``audiences``    -- lists and members (incremental on ``last_changed``), list-level unsubscribes
 * ``campaigns``    -- sent campaigns + report summary, campaign unsubscribe reports
+* ``unsubscribes`` -- one row per unsubscribe, whether it came from a report or a member status
 * ``activity``     -- the email-activity batch planner and result applier
 * ``statuses``     -- ``member_statuses()`` for the forward audience sync
-* ``report``       -- ``engagement_report()`` for the demo and analysts
+* ``report``       -- ``engagement_report()`` / ``engagement_report_sql()`` for the demo and analysts
 
 Import the submodules directly; this package stays cheap to import for the DAG processor.
 """

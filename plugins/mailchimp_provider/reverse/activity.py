@@ -184,9 +184,12 @@ def _load_campaign(
                 yield row
 
     t = tables.activity
+    scope = t.c.campaign_id == campaign_id
+    # Nothing of this campaign stored yet (its first read): a plain bulk load, no conflicts to check.
+    fresh = conn.execute(sa.select(sa.literal(1)).select_from(t).where(scope).limit(1)).first() is None
     counts = merge_rows(
         conn, t, rows(), tables.key("activity"),
-        scope=t.c.campaign_id == campaign_id, chunk_size=config.activity.insert_chunk_size,
+        scope=scope, chunk_size=config.activity.insert_chunk_size, fresh=fresh,
     )
     return counts, newest[0]
 

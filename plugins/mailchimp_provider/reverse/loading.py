@@ -98,14 +98,19 @@ def merge_rows(
     *,
     scope: sa.ColumnElement[bool] | None = None,
     chunk_size: int = 10_000,
+    fresh: bool = False,
 ) -> LoadCounts:
     """Upsert ``rows`` on ``key`` in the caller's transaction and count gained / changed rows.
 
     ``rows`` may be a generator: it is consumed ``chunk_size`` rows at a time, so memory does not
     grow with the number of rows. ``scope`` (SQLite only) must cover every key of the rows.
+    ``fresh=True`` promises that no row of ``scope`` exists yet (checked by the caller in the same
+    transaction): PostgreSQL then COPYs straight into the table, the fastest load there is.
     """
     key = list(key)
     counts = LoadCounts()
+    if fresh and conn.dialect.name == "postgresql":
+        return _pg_copy_fresh(conn, table, rows, key, chunk_size)
     chunk: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
         chunk[tuple([row[k] for k in key])] = row  # a repeated key keeps its last row
@@ -231,6 +236,52 @@ def _copy_formatter(column: sa.Column, dialect: sa.Dialect) -> Callable[[Any], s
         return "\\N" if value is None else _copy_text(processor(value))
 
     return fmt
+
+
+def _pg_copy_fresh(
+    conn: sa.Connection, table: sa.Table, rows: Iterable[dict[str, Any]], key: list[str], chunk_size: int
+) -> LoadCounts:
+    """COPY rows into an empty scope; keys repeated in the input are written once (the first row)."""
+    seen: set[tuple[Any, ...]] = set()
+    columns: list[str] | None = None
+    pairs: list[tuple[str, Callable[[Any], str]]] = []
+    suffix = ""
+    buf = io.StringIO()
+    pending = gained = 0
+    dbapi = conn.connection.dbapi_connection
+    prep = conn.dialect.identifier_preparer
+
+    def flush() -> None:
+        buf.seek(0)
+        quoted = ", ".join(prep.quote(c) for c in columns or [])
+        with dbapi.cursor() as cur:  # type: ignore[union-attr]
+            cur.copy_expert(f"COPY {prep.format_table(table)} ({quoted}) FROM STDIN", buf)
+        buf.seek(0)
+        buf.truncate()
+
+    for row in rows:
+        ident = tuple([row[k] for k in key])
+        if ident in seen:
+            continue
+        seen.add(ident)
+        if columns is None:
+            columns = list(row)
+            pairs = [(c, _copy_formatter(table.c[c], conn.dialect)) for c in columns]
+            # COPY bypasses SQLAlchemy's Python-side defaults: add the bookkeeping columns' own.
+            stamped = [c for c in _BOOKKEEPING_COLUMNS if c in table.c and c not in row]
+            suffix = "".join("\t" + _copy_text(datetime.now(timezone.utc)) for _ in stamped)
+            columns += stamped
+        buf.write("\t".join([fmt(row[c]) for c, fmt in pairs]))
+        buf.write(suffix)
+        buf.write("\n")
+        pending += 1
+        gained += 1
+        if pending >= chunk_size:
+            flush()
+            pending = 0
+    if pending:
+        flush()
+    return LoadCounts(gained=gained)
 
 
 def _pg_stage(conn: sa.Connection, table: sa.Table) -> str:

@@ -259,15 +259,12 @@ class AudienceRules(EntityRules):
     def plan(
         self, engine: "SyncEngine", rows: list[dict[str, Any]], states: dict[str, StateRow], ctx: RunContext
     ) -> Iterator[RecordPlan]:
-        hashes: set[str] = set()
-        for row in rows:
-            email = normalise_email(row.get(self.config.source.email_column))
-            if email:
-                hashes.add(subscriber_hash(email))
-        for state in states.values():
-            if state.email:
-                hashes.add(subscriber_hash(state.email))
-        members = self._members(engine, hashes)
+        def chunk_members() -> dict[str, tuple[str | None, datetime | None]]:
+            emails = {normalise_email(row.get(self.config.source.email_column)) for row in rows}
+            emails |= {state.email for state in states.values() if state.email}
+            return self._members(engine, {subscriber_hash(e) for e in emails if e})
+
+        members = _LazyMembers(chunk_members)
         for row in rows:
             record_id = str(row[self.key_column])
             yield self._plan_row(record_id, row, states.get(record_id), members, ctx)
@@ -331,16 +328,10 @@ class AudienceRules(EntityRules):
         guest = truthy(row.get(cfg.consent.guest_column))
         old_email = state.email if state is not None and state.email and state.mailchimp_id else None
         path_hash = subscriber_hash(old_email) if old_email else new_hash
-        known = self._known(state, members, path_hash)
 
         if no_marketing:
+            known = self._known(state, members, path_hash)
             return self._plan_no_marketing(record_id, state, known, path_hash, email, ctx)
-        if known.status == "archived":
-            return RecordPlan(record_id, skips=[Skip(
-                record_id, "archived_in_mailchimp",
-                "the contact is archived in Mailchimp; writing it would restore it, so it is left archived",
-                status_decision="kept archived",
-            )])
 
         fields = {
             tag: value
@@ -350,6 +341,20 @@ class AudienceRules(EntityRules):
         tags = [] if guest else desired_tags(cfg, row)
         content = {"list": self.list_id, "email": email, "merge_fields": fields, "opt_in": opt_in, "guest": guest}
         content_hash = payload_hash(content)
+        managed = set(state.tags_managed) if state is not None else set()
+        if (not ctx.full_refresh and state is not None and state.payload_hash == content_hash
+                and (set(tags) == managed or state.mailchimp_id is None)):
+            # The common case on a rerun: decided without reading Mailchimp's side at all.
+            return RecordPlan(record_id, unchanged=True)
+
+        known = self._known(state, members, path_hash)
+        if known.status == "archived":
+            return RecordPlan(record_id, skips=[Skip(
+                record_id, "archived_in_mailchimp",
+                "the contact is archived in Mailchimp; writing it would restore it, so it is left archived",
+                status_decision="kept archived",
+            )])
+
         withdrawn = (
             cfg.consent.unsubscribe_on_withdrawal
             and not opt_in
@@ -362,7 +367,6 @@ class AudienceRules(EntityRules):
         if member_changed:
             plan.ops.append(self._upsert_op(record_id, email, old_email, path_hash, fields, tags, opt_in, withdrawn,
                                             known, content_hash, state))
-        managed = set(state.tags_managed) if state is not None else set()
         tags_need_op = set(tags) != managed and (state is not None and state.mailchimp_id is not None)
         if tags_need_op and (not member_changed or ctx.dry_run):
             plan.ops.append(self._tags_op(record_id, state, email, tags, managed))
@@ -606,6 +610,20 @@ class AudienceRules(EntityRules):
         return Outcome(OUTCOME_FAILED, failure_reason(result))
 
 
+class _LazyMembers:
+    """The reverse-pulled member rows of a chunk, read on first use: a chunk of unchanged records
+    (a no-change rerun) never queries ``mailchimp_member``."""
+
+    def __init__(self, load: Any) -> None:
+        self._load = load
+        self._rows: dict[str, tuple[str | None, datetime | None]] | None = None
+
+    def get(self, key: str) -> tuple[str | None, datetime | None] | None:
+        if self._rows is None:
+            self._rows = self._load()
+        return self._rows.get(key)
+
+
 def _sortable_time(value: Any) -> str:
     """Timestamps from SQLite come back as text, from PostgreSQL as datetimes: compare as ISO text."""
     if value is None:
@@ -618,18 +636,26 @@ def _sortable_time(value: Any) -> str:
 # ------------------------------------------------------------------------------------------------
 # audience and merge fields, before the first write
 # ------------------------------------------------------------------------------------------------
+PLANNED_AUDIENCE_ID = "planned-audience"
+"""Stands in for the list id in a dry run whose audience does not exist yet (it is not created)."""
+
+
 @dataclass
 class AudienceCheck:
     list_id: str
     name: str
     created: bool = False
     merge_fields_created: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    """Nothing was created: ``created``/``merge_fields_created`` say what a real run would create."""
 
 
-def ensure_audience(hook: "MailchimpHook", config: AudienceSyncConfig, *, source: str = "audience config") -> AudienceCheck:
+def ensure_audience(
+    hook: "MailchimpHook", config: AudienceSyncConfig, *, source: str = "audience config", dry_run: bool = False
+) -> AudienceCheck:
     """Find the audience (by id, or by name, creating it when configured), then check the merge
     field mapping against it, creating missing merge fields. Raises :class:`MailchimpConfigError`
-    naming the config key for anything that would make members fail."""
+    naming the config key for anything that would make members fail. ``dry_run`` only reads."""
     spec = config.audience
     created = False
     if spec.id:
@@ -644,6 +670,9 @@ def ensure_audience(hook: "MailchimpHook", config: AudienceSyncConfig, *, source
                     f"{source}: audience.name: no Mailchimp audience is named {spec.name!r}. Create it, give its "
                     "'id', or set create_if_missing: true (with contact, permission_reminder, campaign_defaults)."
                 )
+            if dry_run:
+                log.info("Dry run: audience %r does not exist and would be created.", spec.name)
+                return AudienceCheck(PLANNED_AUDIENCE_ID, spec.name or "", True, list(config.merge_fields), True)
             contact = {k: v for k, v in vars(spec.contact).items() if v not in (None, "")} if spec.contact else {}
             defaults = dict(vars(spec.campaign_defaults)) if spec.campaign_defaults else {}
             match = hook.post("/lists", json={
@@ -667,6 +696,10 @@ def ensure_audience(hook: "MailchimpHook", config: AudienceSyncConfig, *, source
             "The merge field mapping does not fit the audience; nothing was sent:\n  "
             + "\n  ".join(f"{source}: {key}: {problem}" for key, problem in problems)
         )
+    if dry_run:
+        if to_create:
+            log.info("Dry run: merge field(s) %s would be created in audience %r.", ", ".join(to_create), name)
+        return AudienceCheck(list_id, name, created, to_create, True)
     for tag in to_create:
         spec_field = config.merge_fields[tag]
         hook.post(f"/lists/{list_id}/merge-fields", json={
@@ -711,3 +744,27 @@ def check_merge_fields(
             problems.append((where, "required in the audience, but guests send only their first name: set "
                                     "'guests: true' on it (the default is then sent for guests)"))
     return to_create, problems
+
+
+# ------------------------------------------------------------------------------------------------
+# reporting (the demo prints this)
+# ------------------------------------------------------------------------------------------------
+def sync_report(
+    run_id: str,
+    *,
+    conn_id: str = "warehouse_default",
+    table_prefix: str = "mailchimp_",
+    table_schema: str | None = None,
+    source_sql_name: str = "customers",
+) -> dict[str, dict[str, int]]:
+    """What one run of the audience sync did, from the warehouse tables alone:
+    ``{"ok": {"create": 480, ...}, "skipped": {"invalid_email": 3, ...}, "failed": {...},
+    "unchanged": {"unchanged": n}}`` (``unchanged`` = source rows with no result row in the run)."""
+    from mailchimp_provider.sync.engine import run_summary
+    from mailchimp_provider.warehouse.connection import get_engine
+    from mailchimp_provider.warehouse.tables import WarehouseTables
+
+    db = get_engine(conn_id)
+    with db.connect() as conn:
+        total = int(conn.execute(sa.text(f"SELECT count(*) FROM ({source_sql(source_sql_name)}) src")).scalar() or 0)
+    return run_summary(db, WarehouseTables(table_prefix, table_schema), run_id, ENTITY, total_records=total).as_dict()

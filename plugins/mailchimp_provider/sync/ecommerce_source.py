@@ -42,60 +42,57 @@ def _key(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
-def checked_order(rows: Iterable[Row], column: str, query: str) -> Iterator[Row]:
-    """Pass rows through, raising if ``column`` ever goes backwards (see the module docstring)."""
-    previous: str | None = None
-    for row in rows:
-        current = _key(row.get(column))
-        if previous is not None and current < previous:
-            raise MailchimpConfigError(
-                f"Query {query!r} does not return rows sorted by {column} in byte order "
-                f"({previous!r} came before {current!r}). Keep its ORDER BY {column} and use a binary "
-                "collation (PostgreSQL: COLLATE \"C\") so lines, promos and variants can be merged with "
-                "their parent without holding them in memory."
-            )
-        previous = current
-        yield row
-
-
 class _Children:
     """One sorted child stream, consumed group by group as the parent stream advances."""
 
     def __init__(self, rows: Iterable[Row], column: str, query: str) -> None:
-        self._rows = iter(checked_order(rows, column, query))
+        self._rows = iter(rows)
         self._column = column
-        self._query = query
+        self.query = query
         self._head: Row | None = None
+        self._head_key = ""
         self._done = False
         self.orphans = 0
         self._advance()
 
     def _advance(self) -> None:
+        previous = self._head_key if self._head is not None else None
         self._head = next(self._rows, None)
         self._done = self._head is None
+        if self._head is not None:
+            self._head_key = _key(self._head.get(self._column))
+            if previous is not None and self._head_key < previous:
+                raise _unsorted(self.query, self._column, previous, self._head_key)
 
     def take(self, parent_key: str) -> list[Row]:
         """The children of ``parent_key``; children of keys below it have no parent (orphans)."""
         group: list[Row] = []
         while not self._done:
-            assert self._head is not None
-            key = _key(self._head.get(self._column))
-            if key < parent_key:
+            key = self._head_key
+            if key == parent_key:
+                group.append(self._head)  # type: ignore[arg-type]
+            elif key < parent_key:
                 self.orphans += 1
                 if self.orphans <= 5:
-                    log.warning("%s row for %s=%r has no parent row; it is not sent", self._query, self._column, key)
-                self._advance()
-            elif key == parent_key:
-                group.append(self._head)
-                self._advance()
+                    log.warning("%s row for %s=%r has no parent row; it is not sent", self.query, self._column, key)
             else:
                 break
+            self._advance()
         return group
 
     def drain(self) -> None:
         while not self._done:
             self.orphans += 1
             self._advance()
+
+
+def _unsorted(query: str, column: str, previous: str, current: str) -> MailchimpConfigError:
+    return MailchimpConfigError(
+        f"Query {query!r} does not return rows sorted by {column} in byte order "
+        f"({previous!r} came before {current!r}). Keep its ORDER BY {column} and use a binary "
+        "collation (PostgreSQL: COLLATE \"C\") so lines, promos and variants can be merged with "
+        "their parent without holding them in memory."
+    )
 
 
 def merge_children(
@@ -110,18 +107,23 @@ def merge_children(
 
     ``children`` holds ``(rows, column, query_name)`` per child stream, each sorted by ``column``
     like the parents. Children without a parent are counted and reported through ``on_orphans``
-    (query name, count) at the end, never attached to a wrong parent.
+    (query name, count) at the end, never attached to a wrong parent. Every stream's order is
+    checked as it goes (``MailchimpConfigError`` if a key goes backwards).
     """
     streams = [_Children(rows, column, query) for rows, column, query in children]
-    for parent in checked_order(parents, parent_column, parent_query):
+    previous: str | None = None
+    for parent in parents:
         key = _key(parent.get(parent_column))
+        if previous is not None and key < previous:
+            raise _unsorted(parent_query, parent_column, previous, key)
+        previous = key
         yield parent, [stream.take(key) for stream in streams]
     for stream in streams:
         stream.drain()
         if stream.orphans:
-            log.warning("%d %s row(s) had no parent row and were not sent", stream.orphans, stream._query)
+            log.warning("%d %s row(s) had no parent row and were not sent", stream.orphans, stream.query)
             if on_orphans is not None:
-                on_orphans(stream._query, stream.orphans)
+                on_orphans(stream.query, stream.orphans)
 
 
 def flatten(chunks: Iterable[list[Row]]) -> Iterator[Row]:

@@ -300,8 +300,9 @@ class SyncSettings:
     max_attempts: int = 3
     max_failure_share: float = 0.05
     """Fail the task when failed / (ok + failed) exceeds this share (0.05 = 5 %)."""
-    min_failures_to_fail: int = 1
-    """...and at least this many records failed (a single failure in a run of 3 is not a trend)."""
+    min_failures_to_fail: int = 10
+    """...and at least this many writes failed: a poison record retried alone in a run (1 of 1
+    failed) must not fail every run until it is quarantined; it is still in the summary."""
 
     def __post_init__(self) -> None:
         if self.max_operations_per_batch < 1:
@@ -401,6 +402,9 @@ class SyncEngine:
         self._in_flight: dict[str, PlannedOp] = {}
         self._last_full_pass: _PassStats | None = None
         self._skips_recorded: set[tuple[str, str]] = set()
+        self._settled: set[str] = set()
+        """Records with a write settled (ok or failed) in this run: a later pass may see them as
+        skips (e.g. erased), which must not add a second row for them."""
 
     # -- planning ----------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -433,15 +437,19 @@ class SyncEngine:
 
     def _batches(self) -> Iterator[list[PlannedOp]]:
         limit = self.settings.max_operations_per_batch
+        only: set[str] | None = None  # pass 1 plans every record; later passes only those just sent
         for pass_no in range(1, MAX_PASSES + 1):
             stats = _PassStats()
             failed = self.failed_in_run()
+            self._settled = {record_id for record_id, _ in failed} | {record_id for record_id, _ in self.done_in_run()}
             if self.ctx.full_refresh:  # resend everything once, not once per pass
                 failed |= self.done_in_run()
             buffer: list[PlannedOp] = []
-            for plan in self._iter_plans(stats, failed, record_skips=True):
+            sent: set[str] = set()
+            for plan in self._iter_plans(stats, failed, record_skips=True, only=only):
                 if not plan.ops:
                     continue
+                sent.add(plan.record_id)
                 if buffer and len(buffer) + len(plan.ops) > limit:
                     yield buffer
                     buffer = []
@@ -453,21 +461,32 @@ class SyncEngine:
                 "%s pass %d: %d records, %d unchanged, %d operations planned",
                 self.entity, pass_no, stats.records, stats.unchanged, stats.ops,
             )
-            self._last_full_pass = stats
+            if only is None:
+                self._last_full_pass = stats
             if stats.ops == 0:
                 return
+            # Only a record written in this pass can need a follow-up (e.g. its tags once the
+            # member exists): everything else was planned already and found nothing to do.
+            only = sent
         log.warning(
             "%s: stopped after %d planning passes with operations still planned; the next run "
             "continues (this happens when results are lost, e.g. an expired batch)", self.entity, MAX_PASSES,
         )
 
     def _iter_plans(
-        self, stats: _PassStats, failed: set[tuple[str, str]], *, record_skips: bool
+        self, stats: _PassStats, failed: set[tuple[str, str]], *, record_skips: bool, only: set[str] | None = None
     ) -> Iterator[RecordPlan]:
-        """Plans for every source record and extra record, filtered by this run's failures and
-        quarantine; skips are recorded (once per process) as the chunks go by."""
+        """Plans for every source record and extra record (or those in ``only``), filtered by this
+        run's failures and quarantine; skips are recorded (once per process) as the chunks go by."""
+        key = self.rules.key_column
         for rows in self.source_chunks():
-            ids = [str(r[self.rules.key_column]) for r in rows]
+            if only is not None:
+                stats.records += len(rows)
+                rows = [r for r in rows if str(r[key]) in only]
+                if not rows:
+                    continue
+                stats.records -= len(rows)
+            ids = [str(r[key]) for r in rows]
             states = self.load_states(ids)
             plans = [self._filter(p, states.get(p.record_id), failed) for p in self.rules.plan(self, rows, states, self.ctx)]
             stats.records += len(rows)
@@ -478,6 +497,8 @@ class SyncEngine:
                     stats.unchanged += 1
                 yield plan
         extra = list(self.rules.plan_extra(self, self.ctx))
+        if only is not None:
+            extra = [p for p in extra if p.record_id in only]
         if extra:
             states = self.load_states([p.record_id for p in extra])
             extra = [self._filter(p, states.get(p.record_id), failed) for p in extra]
@@ -560,7 +581,7 @@ class SyncEngine:
         for plan in plans:
             for skip in plan.skips:
                 key = (skip.record_id, skip.operation)
-                if key in self._skips_recorded:
+                if key in self._skips_recorded or skip.record_id in self._settled:
                     continue
                 self._skips_recorded.add(key)
                 rows.append(self._result_row(skip.record_id, skip.operation, OUTCOME_SKIPPED, skip.reason,
@@ -592,6 +613,7 @@ class SyncEngine:
     def apply_results(self, batch_id: str | None, results: Iterable["OperationResult"]) -> Counter[str]:
         """Record one batch's results: ``sync_result`` rows and ``sync_state`` updates, committed in
         slices as the (streamed) results go by. Safe to call twice for the same batch."""
+        self.prepare()  # a retried task applies re-attached batches before planning anything
         counts: Counter[str] = Counter()
         pending: list[tuple[OpRef, "OperationResult"]] = []
         for result in results:
