@@ -201,6 +201,14 @@ def task_states(dag_run: Any) -> dict[str, str]:
         return {t.task_id: str(t.state) for t in dag_run.get_task_instances(session=session)}
 
 
+def task_spans(dag_run: Any) -> dict[str, tuple[datetime, datetime]]:
+    """``task_id -> (start_date, end_date)`` of the run's task instances."""
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return {t.task_id: (t.start_date, t.end_date) for t in dag_run.get_task_instances(session=session)}
+
+
 def xcom(dag_run: Any, task_id: str, key: str = "return_value") -> Any:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session

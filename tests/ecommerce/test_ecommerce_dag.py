@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from conftest import _order as _order_row
 from conftest import (
     BAD_ROWS,
     CUSTOMERS,
@@ -23,6 +24,7 @@ from conftest import (
     set_state,
     states,
     store_doc,
+    task_spans,
     task_states,
     xcom,
 )
@@ -59,10 +61,11 @@ def test_first_run_sends_everything_in_dependency_order_and_skips_bad_rows(
 def test_dependency_order_and_create_update_choices(airflow_db: None, emulator: Any, shop: Any) -> None:
     dag_run = run_sync()
 
-    ledger = batches(shop.engine, dag_run.run_id)
-    entities = [row["entity"] for row in ledger]
-    assert entities == sorted(entities, key=ENTITY_ORDER.index)  # submitted in dependency order
-    assert set(entities) == set(ENTITY_ORDER)
+    # every entity's batches went out in its own task, each task after the one before it
+    assert {row["entity"] for row in batches(shop.engine, dag_run.run_id)} == set(ENTITY_ORDER)
+    spans = task_spans(dag_run)
+    order = [f"sync_{e}s" for e in ENTITY_ORDER]
+    assert all(spans[a][1] <= spans[b][0] for a, b in zip(order, order[1:])), spans
     ops = operations(shop.engine, dag_run.run_id)
     assert ops["customer"] == {("c1", "upsert", "ok"), ("c2", "upsert", "ok")}  # customers: PUT
     assert ops["product"] == {("p1", "create", "ok"), ("p2", "create", "ok")}
@@ -191,3 +194,53 @@ def test_task_retry_reattaches_to_its_batch_and_sends_no_order_twice(airflow_db:
     again = run_sync(logical_date=when)
     assert batch_ops(emulator, ORDERS_POST) == 3 and batch_ops(emulator, ORDERS_PATCH) == 0
     assert again.run_id == run_id
+
+
+def test_an_order_waits_for_its_customer_and_goes_out_once_the_customer_has(
+    airflow_db: None, emulator: Any, shop: Any
+) -> None:
+    shop.insert("orders", [dict(_order_row("o13"), customer_id="c4")])  # c4 has no email: never sent
+    shop.insert("order_lines", [{"order_id": "o13", "line_id": "1", "product_id": "p1", "variant_id": "p1-red",
+                                 "quantity": 1, "price": 50, "discount": 0}])
+    first = run_sync()
+    skip = next(r for r in results(shop.engine, first.run_id) if r["record_id"] == "o13")
+    assert (skip["outcome"], skip["reason"]) == ("skipped", "customer_not_synced")
+    assert "customer c4 has not reached Mailchimp" in skip["error_detail"]
+
+    shop.update("customers", {"customer_id": "c4"}, email="dee.lane@northpeak-mail.com")
+    second = run_sync()
+
+    assert operations(shop.engine, second.run_id) == {"customer": {("c4", "upsert", "ok")}, "order": {("o13", "create", "ok")}}
+    assert store_doc(emulator)["orders"]["o13"]["customer_id"] == "c4"
+
+
+def test_a_customer_found_only_on_orders_is_created_from_the_order(
+    airflow_db: None, emulator: Any, shop: Any, tmp_path: Any, monkeypatch: Any
+) -> None:
+    # the warehouse's orders carry the buyer's email for guest checkouts (an optional column)
+    import shutil
+    from pathlib import Path
+
+    import sqlalchemy as sa
+
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "include" / "sql", sql_dir)
+    orders_sql = (sql_dir / "orders.sql").read_text()
+    (sql_dir / "orders.sql").write_text(orders_sql.replace("    updated_at\nFROM orders",
+                                                           "    updated_at,\n    customer_email,\n    customer_first_name\nFROM orders"))
+    monkeypatch.setenv("MAILCHIMP_SQL_DIR", str(sql_dir))
+    with shop.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE orders ADD COLUMN customer_email TEXT"))
+        conn.execute(sa.text("ALTER TABLE orders ADD COLUMN customer_first_name TEXT"))
+        conn.execute(sa.text("UPDATE orders SET customer_email = 'gus.ghost@northpeak-mail.com', "
+                             "customer_first_name = 'Gus' WHERE order_id = 'o9'"))
+
+    dag_run = run_sync()
+
+    assert ("o9", "create", "ok") in operations(shop.engine, dag_run.run_id)["order"]
+    ghost = store_doc(emulator)["customers"]["ghost"]
+    assert (ghost["email_address"], ghost["first_name"], ghost["opt_in_status"]) == ("gus.ghost@northpeak-mail.com", "Gus", False)
+    list_id = store_doc(emulator)["store"]["list_id"]
+    statuses = {m["email_address"]: m["status"] for m in emulator.state.members[list_id].values()}
+    assert statuses["gus.ghost@northpeak-mail.com"] == "transactional"  # no consent known: never subscribed
+    assert operations(shop.engine, run_sync().run_id) == {}  # and nothing is resent afterwards

@@ -42,6 +42,8 @@ def seed(h: Any) -> None:
         customer("c14", "jon.conflict@shop-mail.net"),
         customer("c15", "kim.tags@shop-mail.net", tags="Alpha, Beta"),
         customer("c16", "lee.nomkt@shop-mail.net", marketing_opt_in=True),
+        customer("c18", "ola.archived@shop-mail.net", marketing_opt_in=True),
+        customer("c19", "pat.forgotten@shop-mail.net", marketing_opt_in=True),
     )
     h.request_erasure("c11", "gus.erase@shop-mail.net")
 
@@ -56,6 +58,12 @@ def test_audience_rules_across_runs(make_harness: Any, warehouse: Any) -> None:
     h.put_member("gus.erase@shop-mail.net", status_if_new="subscribed")
     h.put_member("taken.elsewhere@shop-mail.net", status_if_new="subscribed")
     h.add_reverse_pulled_member("fay.unsub@shop-mail.net", "unsubscribed")
+    h.put_member("ola.archived@shop-mail.net", status_if_new="subscribed")  # archived by a marketer
+    h.emulator.api("DELETE", f"/lists/{list_id}/members/{subscriber_hash('ola.archived@shop-mail.net')}").raise_for_status()
+    h.add_reverse_pulled_member("ola.archived@shop-mail.net", "archived")
+    h.put_member("pat.forgotten@shop-mail.net", status_if_new="subscribed")  # erased in Mailchimp's UI
+    h.emulator.api("POST", f"/lists/{list_id}/members/{subscriber_hash('pat.forgotten@shop-mail.net')}"
+                           "/actions/delete-permanent").raise_for_status()
 
     # -- dry run: the plan is recorded, nothing is sent -----------------------------------------
     dry = h.run(dry_run=True)
@@ -111,17 +119,23 @@ def test_audience_rules_across_runs(make_harness: Any, warehouse: Any) -> None:
     assert fay["status"] == "unsubscribed"
     assert res[("c10", "upsert")]["status_decision"] == "kept unsubscribed (never re-subscribed)"
 
+    assert h.member("ola.archived@shop-mail.net")["status"] == "archived"  # not restored by a write
+    assert res[("c18", "skip")]["reason"] == "archived_in_mailchimp"
+
+    pat = res[("c19", "upsert")]  # a compliance answer is recorded as such, and not retried
+    assert (pat["outcome"], pat["reason"], pat["error_title"]) == ("skipped", "forgotten_email", "Forgotten Email Not Subscribed")
+
     assert h.member("gus.erase@shop-mail.net") is None
     assert res[("c11", "erase")]["outcome"] == "ok"
     gus = h.state("c11")
     assert gus["status"] == "erased" and gus["quarantined"] and gus["email"] is None
 
     sent_first = h.total_batch_ops()
-    # c01 c02 c04 c08 c09 c10 c12 c13 c14 c15 c16 upserts + c11 erase; no separate tag calls
-    assert h.batch_ops(PUT_MEMBER) == 11
+    # c01 c02 c04 c08 c09 c10 c12 c13 c14 c15 c16 c19 upserts + c11 erase; no separate tag calls
+    assert h.batch_ops(PUT_MEMBER) == 12
     assert h.batch_ops(DELETE_PERMANENT) == 1
     assert h.batch_ops(POST_TAGS) == 0
-    assert sent_first == 12
+    assert sent_first == 13
 
     # -- a rerun with no change sends nothing ---------------------------------------------------
     batches_before = h.emulator.admin("GET", "stats")["routes"].get(POST_BATCHES, {}).get("total", 0)
@@ -131,6 +145,7 @@ def test_audience_rules_across_runs(make_harness: Any, warehouse: Any) -> None:
     assert h.emulator.admin("GET", "stats")["routes"].get(POST_BATCHES, {}).get("total", 0) == batches_before
     assert {r["outcome"] for r in h.results(second.run_id).values()} == {"skipped"}
     assert h.outcome(second.run_id, "c11") == [("skip", "skipped", "erased")]
+    assert h.outcome(second.run_id, "c19") == [("upsert", "skipped", "forgotten_email")]
 
     # -- a round of changes -----------------------------------------------------------------------
     h.emulator.api("POST", f"/lists/{list_id}/members/{subscriber_hash('kim.tags@shop-mail.net')}/tags",

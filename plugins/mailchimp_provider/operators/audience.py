@@ -135,6 +135,13 @@ class MailchimpAudienceSyncOperator(MailchimpBatchLifecycleOperator):
         counts = self.sync_engine(context).apply_results(batch_id, results)
         self.log.info("Batch %s: %s", batch_id, ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "no results")
 
+    def on_batches_submitted(self, context: "Context", entity: str, batch_ids: list[str]) -> None:
+        """While Mailchimp works on the batch, plan the next one (not when deferring: the plan
+        would be lost with the process)."""
+        super().on_batches_submitted(context, entity, batch_ids)
+        if not self.deferrable:
+            self.sync_engine(context).prefetch()
+
     def on_batch_failed(self, context: "Context", entity: str | None, batch_id: str, error: str) -> None:
         self.log.warning("Batch %s abandoned (%s); its records had no confirmed outcome and are planned again.",
                          batch_id, error)

@@ -126,12 +126,6 @@ def merge_children(
                 on_orphans(stream.query, stream.orphans)
 
 
-def flatten(chunks: Iterable[list[Row]]) -> Iterator[Row]:
-    """Rows of a chunked stream (``stream_sql`` yields lists of rows)."""
-    for chunk in chunks:
-        yield from chunk
-
-
 def binary_sorted_sql(sql: str, keys: Sequence[str], dialect: str) -> str:
     """Wrap an extraction query so its rows come back sorted in byte order on ``keys``.
 

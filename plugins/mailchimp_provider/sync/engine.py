@@ -84,6 +84,11 @@ need the member to exist), the third heals what a lost result left behind. Bound
 STATE_LOOKUP_CHUNK = 900
 """Keys per ``IN (...)`` lookup: well under every dialect's bind-parameter limit."""
 
+_PASS_END: Any = object()
+"""Yielded by the planner between passes: the next pass must not start before every result of
+the previous one is applied, so a prefetch stops there."""
+_NOT_FETCHED: Any = object()
+
 OUTCOME_OK = "ok"
 OUTCOME_FAILED = "failed"
 OUTCOME_SKIPPED = "skipped"
@@ -399,6 +404,7 @@ class SyncEngine:
         self.entity = rules.entity
         self._prepared = False
         self._generator: Iterator[list[PlannedOp]] | None = None
+        self._prefetched: Any = _NOT_FETCHED
         self._in_flight: dict[str, PlannedOp] = {}
         self._last_full_pass: _PassStats | None = None
         self._skips_recorded: set[tuple[str, str]] = set()
@@ -428,20 +434,31 @@ class SyncEngine:
             return None
         if self._generator is None:
             self._generator = self._batches()
-        batch = next(self._generator, None)
+        batch, self._prefetched = self._prefetched, _NOT_FETCHED
+        if batch is _NOT_FETCHED:
+            batch = next(self._generator, None)
+        while batch is _PASS_END:  # every result of the previous pass is applied by now
+            batch = next(self._generator, None)
         if batch is None:
             return None
         for op in batch:
             self._in_flight[str(op.ref(self.entity))] = op
         return [op.to_operation(self.entity) for op in batch]
 
-    def _batches(self) -> Iterator[list[PlannedOp]]:
+    def prefetch(self) -> None:
+        """Plan the next batch now (call it right after submitting one): planning then overlaps
+        Mailchimp's processing of the batch in flight. Never crosses a pass boundary."""
+        if self.ctx.dry_run or self._generator is None or self._prefetched is not _NOT_FETCHED:
+            return
+        self._prefetched = next(self._generator, None)
+
+    def _batches(self) -> Iterator[Any]:
         limit = self.settings.max_operations_per_batch
         only: set[str] | None = None  # pass 1 plans every record; later passes only those just sent
         for pass_no in range(1, MAX_PASSES + 1):
             stats = _PassStats()
             failed = self.failed_in_run()
-            self._settled = {record_id for record_id, _ in failed} | {record_id for record_id, _ in self.done_in_run()}
+            self._settled = self.answered_in_run()
             if self.ctx.full_refresh:  # resend everything once, not once per pass
                 failed |= self.done_in_run()
             buffer: list[PlannedOp] = []
@@ -468,6 +485,7 @@ class SyncEngine:
             # Only a record written in this pass can need a follow-up (e.g. its tags once the
             # member exists): everything else was planned already and found nothing to do.
             only = sent
+            yield _PASS_END
         log.warning(
             "%s: stopped after %d planning passes with operations still planned; the next run "
             "continues (this happens when results are lost, e.g. an expired batch)", self.entity, MAX_PASSES,
@@ -515,9 +533,13 @@ class SyncEngine:
             if (op.record_id, op.operation) in failed:
                 continue
             if state is not None and state.is_quarantined_for(op.step, op.payload_hash) and not self.ctx.full_refresh:
-                plan.skips.append(
-                    Skip(op.record_id, "quarantined", f"after {state.attempts} attempt(s): {state.last_error or ''}".strip(), op.operation)
-                )
+                if state.last_outcome == "refused":  # a definitive answer: keep its reason
+                    reason = str(state.extra.get("reason") or "refused")
+                    detail = f"refused by Mailchimp, not retried until the row changes: {state.last_error or ''}"
+                else:
+                    reason = "quarantined"
+                    detail = f"after {state.attempts} failed attempt(s): {state.last_error or ''}"
+                plan.skips.append(Skip(op.record_id, reason, detail.strip(), op.operation))
                 continue
             kept.append(op)
         plan.ops = kept
@@ -566,6 +588,15 @@ class SyncEngine:
     def done_in_run(self) -> set[tuple[str, str]]:
         """``(record_id, operation)`` of this run's confirmed writes (a full refresh sends each once)."""
         return self._in_run(OUTCOME_OK)
+
+    def answered_in_run(self) -> set[str]:
+        """Records Mailchimp answered for in this run (any result row with an HTTP status)."""
+        t = self.tables.sync_result
+        stmt = sa.select(t.c.record_id).where(
+            t.c.run_id == self.ctx.run_id, t.c.entity == self.entity, t.c.http_status.is_not(None)
+        ).distinct()
+        with self.db.connect() as conn:
+            return {r.record_id for r in conn.execute(stmt)}
 
     def _in_run(self, outcome: str) -> set[tuple[str, str]]:
         t = self.tables.sync_result
@@ -694,6 +725,7 @@ class SyncEngine:
         new.tags_managed = list(new.tags_managed)
         if outcome.outcome == OUTCOME_OK:
             new.extra.pop("pending", None)
+            new.extra.pop("reason", None)
             new.last_outcome = OUTCOME_OK
             new.attempts = 0
             new.quarantined = False
@@ -708,6 +740,7 @@ class SyncEngine:
         new.attempts = (new.attempts if new.pending == pending else 0) + 1
         new.extra.update(outcome.extra)
         new.extra["pending"] = pending
+        new.extra["reason"] = outcome.reason
         new.last_error = error
         for key, value in outcome.state.items():  # rules may correct facts even on a refusal
             setattr(new, key, value)
