@@ -84,4 +84,4 @@ def mailchimp_ecommerce_sync() -> None:
     ecommerce_sync_tasks(DEFAULT_ECOMMERCE_CONFIG, outlets={entity: [asset] for entity, asset in ASSETS.items()})
 
 
-mailchimp_ecommerce_sync()
+dag = mailchimp_ecommerce_sync()

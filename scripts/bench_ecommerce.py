@@ -208,9 +208,9 @@ def _print_run(title: str, result: dict[str, Any], orders: int) -> None:
     print(f"  HTTP requests       {result['http_requests']:>10,}")
     print(f"  batch operations    {result['batch_operations']:>10,}")
     print(f"  peak memory (RSS)   {result['peak_rss_mb']:>10.1f} MB")
-    print("  entity        seconds   records  operations    ok  failed  skipped")
+    print("  entity        seconds   records  operations       ok  failed  skipped")
     for entity, e in result["entities"].items():
-        print(f"  {entity:<12}{e['seconds']:>9.2f}{e['records'] or 0:>10,}{e['operations']:>12,}{e['ok']:>6,}"
+        print(f"  {entity:<12}{e['seconds']:>9.2f}{e['records'] or 0:>10,}{e['operations']:>12,}{e['ok']:>9,}"
               f"{e['failed']:>8,}{e['skipped']:>9,}")
     o = result["entities"].get("order", {})
     if o.get("seconds"):

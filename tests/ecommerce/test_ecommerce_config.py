@@ -53,3 +53,23 @@ def test_entities_parameter():
     assert selected_entities("product, promo_rule") == ("product", "promo_rule")
     with pytest.raises(ValueError, match="unknown e-commerce entity carts"):
         selected_entities(["carts"])
+
+
+def test_the_shipped_dag_follows_the_audience_dag_conventions():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "dags" / "mailchimp_ecommerce_sync.py"
+    spec = importlib.util.spec_from_file_location("shipped_ecommerce_dag", path)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    dag = next(v for v in vars(module).values() if getattr(v, "dag_id", None) == "mailchimp_ecommerce_sync")
+
+    assert set(dag.params) == {"full_refresh", "dry_run", "entities"}
+    assert [t.task_id for t in dag.topological_sort()] == [
+        "prepare_store", "sync_customers", "sync_products", "sync_promo_rules", "sync_promo_codes", "sync_orders",
+        "release_store"]
+    assert dag.task_dict["release_store"].is_teardown and dag.task_dict["prepare_store"].is_setup
+    for task in dag.tasks:
+        assert task.pool == "mailchimp_api" and task.retries == 3
+    assert [a.uri for a in dag.task_dict["sync_orders"].outlets] == ["mailchimp://ecommerce/orders"]

@@ -199,7 +199,7 @@ def test_task_retry_reattaches_to_its_batch_and_sends_no_order_twice(airflow_db:
 def test_an_order_waits_for_its_customer_and_goes_out_once_the_customer_has(
     airflow_db: None, emulator: Any, shop: Any
 ) -> None:
-    shop.insert("orders", [dict(_order_row("o13"), customer_id="c4")])  # c4 has no email: never sent
+    shop.insert("orders", [_order_row("o13", "c4")])  # c4 has no email: never sent
     shop.insert("order_lines", [{"order_id": "o13", "line_id": "1", "product_id": "p1", "variant_id": "p1-red",
                                  "quantity": 1, "price": 50, "discount": 0}])
     first = run_sync()

@@ -10,9 +10,11 @@ engine supplies everything that is the same for every entity:
   ``max_operations_per_batch`` Mailchimp operations per call. What still needs sending is derived
   from the source rows, ``sync_state`` and this run's ``sync_result`` rows only, so a deferral, a
   worker crash or an Airflow retry simply plans again and finds less to do. Within one process a
-  generator keeps the scan position (an optimisation, never a source of truth). A pass that sends
-  something is followed by another pass (follow-up operations such as tags that need the member to
-  exist first); passes are capped at :data:`MAX_PASSES`.
+  generator keeps the scan position (an optimisation, never a source of truth), and
+  :meth:`SyncEngine.prefetch` plans the next batch while Mailchimp works on the current one. A pass
+  that sends something is followed by another pass over just the records it sent (follow-up
+  operations such as tags that need the member to exist first); passes are capped at
+  :data:`MAX_PASSES`, and the next pass starts only once every result of the previous is applied.
 * **Operation ids** are ``<entity>:<record_id>:<payload hash>:<step>`` (see :class:`OpRef`): a
   result maps back to its record, the payload it carried and the kind of write without any
   extra state. Record ids may contain ``:``; the id is split from both ends.
@@ -24,7 +26,8 @@ engine supplies everything that is the same for every entity:
   updated ``sync_state`` row, committed together per batch. ``sync_state``'s confirmed columns
   (``payload_hash``, ``mailchimp_id``, ``email``, ``status``, ``tags_managed``) change only on a
   confirmed write; a failure only moves ``attempts``/``last_outcome``/``last_error`` and records
-  the failed payload in ``extra["pending"]`` (``"<step>:<hash>"``).
+  the failed payload in ``extra["pending"]`` (``"<step>:<hash>"``) and its reason in
+  ``extra["reason"]``. Skips (invalid email, duplicates...) are recorded as the plan goes by.
 * **Quarantine.** A payload that failed ``max_attempts`` times (across runs) is quarantined: it is
   skipped with reason ``quarantined`` until its source row changes (a new hash). Rules can also
   declare an answer *terminal* (e.g. "Member In Compliance State"): recorded as ``skipped`` and
