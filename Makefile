@@ -25,7 +25,7 @@ demo: setup
 	$(BIN)/python -m scripts.demo
 
 test: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -x -m "not slow" $(PYTEST_ARGS)
