@@ -4,6 +4,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Trust the platform certificate store (machines behind a TLS-inspecting proxy need it).
+export UV_SYSTEM_CERTS ?= 1
 
 .PHONY: setup demo test test-fast bench lock lint clean
 
