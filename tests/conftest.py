@@ -16,8 +16,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # Airflow reads its configuration at import time: isolate it before anything imports airflow.
-_AIRFLOW_HOME = Path(os.environ.get("MAILCHIMP_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(prefix="mc-airflow-"))
+# Each process gets its own AIRFLOW_HOME and metadata DB: pytest-xdist workers inherit the
+# controller's environment, so nothing here may be a setdefault that a worker would share.
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="mc-airflow-"))
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
 # dag.test() only runs DAGs it finds in a bundle: the shipped dags/ plus DAGs written for tests.
@@ -28,7 +31,6 @@ os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
     ]
 )
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(ROOT / "plugins"))
-os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 
