@@ -5,16 +5,14 @@ See ``doc_md`` below (shown in the Airflow UI) for what it does and how to run i
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from airflow.sdk import Asset, Param, dag, task
 
+from mailchimp_provider.dag_defaults import POOL, POOL_COMMAND, default_args
 from mailchimp_provider.config import audience_config_path, load_audience_config
 from mailchimp_provider.operators.audience import MailchimpAudienceSyncOperator
 
-POOL = "mailchimp_api"
-"""Shared by every Mailchimp task (forward and reverse): Mailchimp allows 10 connections per key.
-Create it once: ``airflow pools set mailchimp_api 8 "Mailchimp API: 10 connections per key"``."""
 
 # Parsed and validated here, so a broken config is a DAG import error naming the file and key.
 # $MAILCHIMP_AUDIENCE_SYNC_CONFIG points at another file (default include/audience_sync.yaml).
@@ -52,7 +50,7 @@ through Mailchimp batch operations.
   that lists them.
 * Safe to retry or clear at any point: batches already submitted are re-attached, not resent.
 
-Needs the pool `{POOL}`: `airflow pools set {POOL} 8 "Mailchimp API: 10 connections per key"`.
+Needs the pool `{POOL}` (slots x the hook's `max_in_flight` <= 10): `{POOL_COMMAND}`.
 """
 
 
@@ -68,13 +66,7 @@ Needs the pool `{POOL}`: `airflow pools set {POOL} 8 "Mailchimp API: 10 connecti
         "full_refresh": Param(False, type="boolean", description="Resend every customer, changed or not."),
         "dry_run": Param(False, type="boolean", description="Record the plan in mailchimp_sync_result; send nothing."),
     },
-    default_args={
-        "retries": 3,
-        "retry_delay": timedelta(seconds=30),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=10),
-        "pool": POOL,
-    },
+    default_args=default_args(),
 )
 def mailchimp_audience_sync() -> None:
     @task

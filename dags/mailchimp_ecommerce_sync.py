@@ -5,16 +5,14 @@ See ``doc_md`` below (shown in the Airflow UI) for what it does and how to run i
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from airflow.sdk import Asset, dag
 
+from mailchimp_provider.dag_defaults import POOL, POOL_COMMAND, default_args
 from mailchimp_provider.operators.ecommerce import PLURAL, ecommerce_sync_params, ecommerce_sync_tasks
 from mailchimp_provider.sync.ecommerce_config import DEFAULT_ECOMMERCE_CONFIG, ENTITIES, load_ecommerce_config
 
-POOL = "mailchimp_api"
-"""Shared by every Mailchimp task (forward and reverse): Mailchimp allows 10 connections per key.
-Create it once: ``airflow pools set mailchimp_api 8 "Mailchimp API: 10 connections per key"``."""
 
 # Parsed and validated here, so a broken config is a DAG import error naming the file and key.
 CONFIG = load_ecommerce_config(DEFAULT_ECOMMERCE_CONFIG)
@@ -59,7 +57,7 @@ so marketers can segment by purchases and send product recommendations.
   run. A task fails when more than {CONFIG.sync.max_failure_share:.0%} of its writes failed.
 * Safe to retry or clear at any point: batches already submitted are re-attached, not resent.
 
-Needs the pool `{POOL}`: `airflow pools set {POOL} 8 "Mailchimp API: 10 connections per key"`.
+Needs the pool `{POOL}` (slots x the hook's `max_in_flight` <= 10): `{POOL_COMMAND}`.
 """
 
 
@@ -72,13 +70,7 @@ Needs the pool `{POOL}`: `airflow pools set {POOL} 8 "Mailchimp API: 10 connecti
     doc_md=DOC,
     tags=["mailchimp", "forward-sync", "ecommerce"],
     params=ecommerce_sync_params(),
-    default_args={
-        "retries": 3,
-        "retry_delay": timedelta(seconds=30),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=10),
-        "pool": POOL,
-    },
+    default_args=default_args(),
 )
 def mailchimp_ecommerce_sync() -> None:
     ecommerce_sync_tasks(DEFAULT_ECOMMERCE_CONFIG, outlets={entity: [asset] for entity, asset in ASSETS.items()})
