@@ -37,6 +37,9 @@ JSON_TYPE = "application/json; charset=utf-8"
 PROBLEM_TYPE = "application/problem+json; charset=utf-8"
 PROBLEM_SCHEMA_LINK = '<https://us1.api.mailchimp.com/schema/3.0/Definitions/ProblemDetailDocument.json>; rel="describedBy"'
 AUTOSAVE_SECONDS = 2.0
+_encode = json.JSONEncoder(check_circular=False).encode
+"""``json.dumps`` output (same separators), minus the reference-cycle bookkeeping: bodies are
+trees built by the handlers."""
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +204,7 @@ class Emulator:
         headers = {"X-Request-Id": request_id, **reply.headers}
         if reply.status == 204 or reply.body is None:
             return Response(status_code=reply.status, headers=headers)
-        return Response(json.dumps(reply.body), status_code=reply.status, headers=headers, media_type=JSON_TYPE)
+        return Response(_encode(reply.body), status_code=reply.status, headers=headers, media_type=JSON_TYPE)
 
     def build_app(self) -> Starlette:
         return Starlette(

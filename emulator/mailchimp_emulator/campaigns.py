@@ -33,7 +33,7 @@ import hashlib
 import random
 from typing import Any
 
-from . import reports
+from . import reports, tally
 from .collections import filter_fields, page
 from .errors import bad_request, not_found
 from .members import find_member, set_member_status
@@ -271,6 +271,7 @@ def delete_campaign(call: Call, campaign_id: str) -> Reply:
     _campaign(call.state, campaign_id)
     del call.state.campaigns[campaign_id]
     call.state.activity.pop(campaign_id, None)
+    tally.forget(call.state, campaign_id)
     return no_content()
 
 
@@ -292,6 +293,7 @@ def _deliver(state: EmulatorState, campaign: dict[str, Any], send_time: str) -> 
         "unsubscribes": [],
     }
     state.activity[campaign["id"]] = record
+    tally.forget(state, campaign["id"])
     campaign.update(status="sent", send_time=send_time, emails_sent=len(record["emails"]))
     return record
 
@@ -371,7 +373,8 @@ def _record_unsubscribe(
 
 
 def _sort_activity(rec: dict[str, Any]) -> None:
-    rec["activity"].sort(key=lambda e: parse_iso(e["timestamp"]) or 0.0)
+    """Order a recipient's events by time (stable: equal times keep the order they were added)."""
+    rec["activity"].sort(key=lambda e: reports.epoch(e["timestamp"]))
 
 
 @router.route("POST", "/campaigns/{campaign_id}/actions/send")
@@ -489,6 +492,7 @@ def inject_activity(state: EmulatorState, payload: dict[str, Any]) -> dict[str, 
         record = _deliver(state, campaign, send_time)
         if body.get("synthetic"):
             _generate(state, campaign, record)
+    touched: dict[str, dict[str, Any]] = {}
     for key, item, email_id, stamp in resolved:
         if email_id not in record["emails"]:
             member = find_member(state, record_list, email_id) or {}
@@ -501,9 +505,12 @@ def inject_activity(state: EmulatorState, payload: dict[str, Any]) -> dict[str, 
         rec = record["emails"][email_id]
         event = _event(item["action"], stamp, ip=item.get("ip", ""), url=item.get("url", ""), kind=kind)
         rec["activity"].append(event)
-        _sort_activity(rec)
+        touched[email_id] = rec
         if item["action"] == "bounce":
             _record_bounce(state, record, email_id, kind)
+    for rec in touched.values():
+        _sort_activity(rec)  # once per recipient: the same order as sorting after every append
+    tally.forget(state, campaign["id"])  # the report's running counts start again from the record
     return {
         "campaign_id": campaign["id"],
         "emails_sent": campaign["emails_sent"],

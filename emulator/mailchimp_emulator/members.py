@@ -31,8 +31,8 @@ Fake-email rule (the emulator's reading of "looks fake or invalid"): an address 
 Realistic generated addresses such as ``jane.smith42@example-shop.com`` or
 ``k.lee@mail.test-retail.net`` pass.
 
-Stored members are dicts in the API's shape plus private keys starting with ``_`` (``_changed``);
-:func:`member_view` gives the API form. Other modules use :func:`subscriber_hash`,
+Stored members are dicts in the API's shape plus the private keys ``_changed`` and ``_created``
+(:data:`_PRIVATE_KEYS`; add any new one there); :func:`member_view` gives the API form. Other modules use :func:`subscriber_hash`,
 :func:`find_member`, :func:`upsert_member`, :func:`set_member_status` and :func:`require_list`.
 """
 
@@ -62,6 +62,8 @@ _FAKE_DOMAINS = ("example.com", "example.org", "example.net")
 _FAKE_DOMAIN_SUFFIXES = tuple("." + d for d in _FAKE_DOMAINS)
 _RESERVED_TLDS = ("invalid", "test", "localhost", "example")
 _FAKE_LOCAL_PARTS = frozenset({"test", "asdf", "fake", "noreply", "no-reply"})
+_PRIVATE_KEYS = ("_changed", "_created")
+"""The keys of a stored member that are not part of its API form (see :func:`member_view`)."""
 _OPTIONAL_FIELDS = (
     "email_type",
     "interests",
@@ -204,7 +206,9 @@ def looks_fake(email: str) -> bool:
 
 def member_view(member: dict[str, Any]) -> dict[str, Any]:
     """The API form of a stored member: private keys dropped, tags as ``[{id, name}]``, ``_links``."""
-    view = {k: v for k, v in member.items() if k[0] != "_"}
+    view = member.copy()  # cheaper than filtering every key: the private keys are known
+    for key in _PRIVATE_KEYS:
+        view.pop(key, None)
     view["tags"] = [{"id": t["id"], "name": t["name"]} for t in member["tags"]]
     base = f"/3.0/lists/{member['list_id']}/members/{member['id']}"
     view["_links"] = [
@@ -251,7 +255,7 @@ def create_member(
         "unique_email_id": "%010x" % random.getrandbits(40),
         "contact_id": "%032x" % random.getrandbits(128),
         "full_name": "",
-        "web_id": random.randint(100_000_000, 999_999_999),
+        "web_id": 100_000_000 + int(random.random() * 900_000_000),  # like randint, at a tenth of the cost
         "email_type": "html",
         "status": status,
         "unsubscribe_reason": "",

@@ -1,8 +1,9 @@
 """Campaign reports: summary, email activity, open and click details, unsubscribes and sent-to.
 
-Reports are computed on every read from the recorded activity of a sent campaign
-(``state.activity[campaign_id]``, written by :mod:`campaigns`), so generated and injected activity
-always agree with the counts. Layout of one activity record::
+Reports are computed from the recorded activity of a sent campaign (``state.activity[campaign_id]``,
+written by :mod:`campaigns`), so generated and injected activity always agree with the counts; the
+summary counters come from a running tally (:mod:`tally`) that only folds in what became visible
+since the last read. Layout of one activity record::
 
     {"list_id": str,
      "emails": {subscriber_hash: {"email_address": str,
@@ -31,6 +32,7 @@ import time
 from functools import lru_cache, partial
 from typing import Any, Callable, Iterable
 
+from . import tally
 from .collections import filter_fields, page
 from .ecommerce import campaign_revenue
 from .errors import not_found
@@ -91,11 +93,18 @@ class Visible:
         self.list_id: str = record["list_id"]
         self.list_is_active = self.list_id in state.lists
         self.recipients: dict[str, dict[str, Any]] = record["emails"]
-        self.events: dict[str, list[Event]] = {
-            email_id: [e for e in rec["activity"] if epoch(e["timestamp"]) <= now]
-            for email_id, rec in record["emails"].items()
-        }
-        self.unsubscribes: list[Any] = [u for u in record["unsubscribes"] if epoch(u["timestamp"]) <= now]
+        running = tally.cached_tally(state, campaign_id)
+        if running is not None and running.latest <= now:
+            # Everything has happened already (known once the campaign's report was read; the
+            # usual case): share the lists, filter nothing.
+            self.events: dict[str, list[Event]] = {email_id: rec["activity"] for email_id, rec in record["emails"].items()}
+            self.unsubscribes: list[Any] = record["unsubscribes"]
+        else:
+            self.events = {
+                email_id: [e for e in rec["activity"] if epoch(e["timestamp"]) <= now]
+                for email_id, rec in record["emails"].items()
+            }
+            self.unsubscribes = [u for u in record["unsubscribes"] if epoch(u["timestamp"]) <= now]
 
     def email_id(self, key: str) -> str:
         """A recipient by subscriber hash or email address; 404 if the campaign was not sent to them."""
@@ -162,9 +171,20 @@ def summarize(view: Visible) -> dict[str, Any]:
     }
 
 
+def visible_summary(state: EmulatorState, campaign_id: str) -> dict[str, Any]:
+    """:func:`summarize` of a sent campaign now, from its running tally (O(new events), not
+    O(all events): see :mod:`tally`); 404 for an unknown or unsent campaign."""
+    if campaign_id not in state.campaigns:
+        raise not_found()
+    summary = tally.campaign_summary(state, campaign_id, epoch)
+    if summary is None:
+        raise not_found()
+    return summary
+
+
 def report_summary(state: EmulatorState, campaign: dict[str, Any]) -> dict[str, Any]:
     """The ``report_summary`` object embedded in a sent campaign."""
-    s = summarize(Visible(state, campaign["id"]))
+    s = visible_summary(state, campaign["id"])
     revenue = campaign_revenue(state, campaign["id"])
     return {
         "opens": s["opens_total"],
@@ -180,17 +200,19 @@ def report_summary(state: EmulatorState, campaign: dict[str, Any]) -> dict[str, 
 _CLICK_KEYS = ("clicks_total", "unique_clicks", "unique_subscriber_clicks", "click_rate", "last_click")
 
 
-def render_report(view: Visible) -> dict[str, Any]:
-    s = summarize(view)
-    campaign, state = view.campaign, view.state
+def render_report(state: EmulatorState, campaign_id: str) -> dict[str, Any]:
+    """The report of a sent campaign (404 if unknown or unsent)."""
+    s = visible_summary(state, campaign_id)
+    campaign = state.campaigns[campaign_id]
+    list_id: str = state.activity[campaign_id]["list_id"]
     settings = campaign["settings"]
     return {
         "id": campaign["id"],
         "campaign_title": settings.get("title", ""),
         "type": campaign["type"],
-        "list_id": view.list_id,
-        "list_is_active": view.list_is_active,
-        "list_name": str((state.lists.get(view.list_id) or {}).get("name", "")),
+        "list_id": list_id,
+        "list_is_active": list_id in state.lists,
+        "list_name": str((state.lists.get(list_id) or {}).get("name", "")),
         "subject_line": settings.get("subject_line", ""),
         "preview_text": settings.get("preview_text", ""),
         "emails_sent": s["emails_sent"],
@@ -232,12 +254,12 @@ def list_reports(call: Call) -> Reply:
         and (not wanted_type or state.campaigns[cid]["type"] == wanted_type)
     ]
     campaigns.sort(key=lambda c: epoch(c["send_time"]))
-    return ok(page(call, campaigns, "reports", render=lambda c: render_report(Visible(state, c["id"]))))
+    return ok(page(call, campaigns, "reports", render=lambda c: render_report(state, c["id"])))
 
 
 @router.route("GET", "/reports/{campaign_id}")
 def get_report(call: Call, campaign_id: str) -> Reply:
-    return ok(filter_fields(call, render_report(Visible(call.state, campaign_id))))
+    return ok(filter_fields(call, render_report(call.state, campaign_id)))
 
 
 def _email_item(view: Visible, email_id: str, events: list[Event]) -> dict[str, Any]:
@@ -247,7 +269,7 @@ def _email_item(view: Visible, email_id: str, events: list[Event]) -> dict[str, 
         "list_is_active": view.list_is_active,
         "email_id": email_id,
         "email_address": view.recipients[email_id]["email_address"],
-        "activity": [dict(e) for e in events],
+        "activity": list(events),  # rendered at once, never mutated: no need to copy each event
         "_links": [],
     }
 

@@ -48,14 +48,18 @@ def _type_name(value: Any) -> str:
     return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
 
 
+def _mismatch(value: Any, spec: Field, path: str) -> dict[str, str]:
+    """The error for a value of the wrong JSON type (built only when needed: validation is hot)."""
+    return {"field": path, "message": f"Schema describes {spec.kind}, {_type_name(value)} found instead"}
+
+
 def _check(value: Any, spec: Field, path: str, errors: list[dict[str, str]], *, partial: bool = False) -> Any:
     """Return ``value`` normalised to ``spec``; append ``{field, message}`` for each problem."""
-    mismatch = {"field": path, "message": f"Schema describes {spec.kind}, {_type_name(value)} found instead"}
     if spec.kind == "string":
         if spec.id_like and isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         if not isinstance(value, str):
-            errors.append(mismatch)
+            errors.append(_mismatch(value, spec, path))
             return value
         if spec.max_length is not None and len(value) > spec.max_length:
             message = f"String is too long ({len(value)} characters); the maximum is {spec.max_length}."
@@ -69,30 +73,30 @@ def _check(value: Any, spec: Field, path: str, errors: list[dict[str, str]], *, 
             try:
                 return float(value)
             except ValueError:
-                errors.append(mismatch)
+                errors.append(_mismatch(value, spec, path))
                 return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            errors.append(mismatch)
+            errors.append(_mismatch(value, spec, path))
             return value
         return float(value)
     if spec.kind == "integer":
         if isinstance(value, float) and value.is_integer():
             return int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            errors.append(mismatch)
+            errors.append(_mismatch(value, spec, path))
         return value
     if spec.kind == "boolean":
         if not isinstance(value, bool):
-            errors.append(mismatch)
+            errors.append(_mismatch(value, spec, path))
         return value
     if spec.kind == "object":
         if not isinstance(value, dict):
-            errors.append(mismatch)
+            errors.append(_mismatch(value, spec, path))
             return value
         return _check_object(value, spec, path, errors, partial=partial)
     if spec.kind == "array":
         if not isinstance(value, list):
-            errors.append(mismatch)
+            errors.append(_mismatch(value, spec, path))
             return value
         item_spec = spec.items or Field("string")
         return [_check(v, item_spec, f"{path}.item:{i}", errors) for i, v in enumerate(value)]

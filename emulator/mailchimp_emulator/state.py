@@ -3,7 +3,8 @@
 Each resource module owns one attribute here and only mutates that attribute through its own
 functions (``members.py`` owns ``lists``/``members``..., ``ecommerce.py`` owns ``stores``...).
 Everything in this object is plain data (dicts, lists, str, int, float, bool, None) so that
-``--state FILE`` can persist it as JSON.
+``--state FILE`` can persist it as JSON, except ``derived``: caches computed from the rest, which
+are never saved.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class Faults:
     inject: list[dict[str, Any]] = field(default_factory=list)
     """One-shot faults: ``{"status": 429|500|503, "count": N, "method": "GET", "path_prefix": "/lists",
     "retry_after": 1}`` or ``{"timeout_seconds": 5, "count": N, ...}``; each matching request consumes one."""
+
+
+_NOT_SAVED = frozenset({"derived"})
 
 
 @dataclass
@@ -76,16 +80,19 @@ class EmulatorState:
     """HTTP-level counters kept by the app: ``requests``, ``max_in_flight``, ``throttled`` (429s
     served for concurrency), ``injected`` (one-shot faults served), ``pending_limit`` (429s for
     too many pending batches)."""
+    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """Caches computed from the rest of the state (e.g. report tallies, see ``tally.py``): never
+    saved, rebuilt on demand after a load."""
 
     def to_json(self) -> dict[str, Any]:
         """The state as JSON-able data (shallow: shares the state's own dicts, so dump it at once)."""
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_SAVED}
         data["faults"] = asdict(self.faults)
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "EmulatorState":
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - _NOT_SAVED
         kwargs = {k: v for k, v in data.items() if k in known}
         faults = kwargs.get("faults", {})
         kwargs["faults"] = Faults(**{k: v for k, v in faults.items() if k in {f.name for f in fields(Faults)}})
