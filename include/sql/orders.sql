@@ -14,6 +14,12 @@ SELECT
     order_url,
     processed_at,
     cancelled_at,
-    updated_at
+    updated_at,
+    -- optional: the buyer as the order records them. An order whose customer_id is not in
+    -- customers (a guest checkout) creates its e-commerce customer from these; select NULL
+    -- AS customer_email (etc.) if the warehouse has no such columns.
+    customer_email,
+    customer_first_name,
+    customer_last_name
 FROM orders
 ORDER BY order_id

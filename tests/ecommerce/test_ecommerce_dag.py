@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from conftest import _order as _order_row
-from conftest import (
+from ecommerce_harness import _line as _line_row
+from ecommerce_harness import _order as _order_row
+from ecommerce_harness import (
     BAD_ROWS,
     CUSTOMERS,
     DEPENDENCY_SKIPS,
@@ -214,33 +215,35 @@ def test_an_order_waits_for_its_customer_and_goes_out_once_the_customer_has(
     assert store_doc(emulator)["orders"]["o13"]["customer_id"] == "c4"
 
 
-def test_a_customer_found_only_on_orders_is_created_from_the_order(
-    airflow_db: None, emulator: Any, shop: Any, tmp_path: Any, monkeypatch: Any
-) -> None:
-    # the warehouse's orders carry the buyer's email for guest checkouts (an optional column)
-    import shutil
-    from pathlib import Path
-
-    import sqlalchemy as sa
-
-    sql_dir = tmp_path / "sql"
-    shutil.copytree(Path(__file__).resolve().parents[2] / "include" / "sql", sql_dir)
-    orders_sql = (sql_dir / "orders.sql").read_text()
-    (sql_dir / "orders.sql").write_text(orders_sql.replace("    updated_at\nFROM orders",
-                                                           "    updated_at,\n    customer_email,\n    customer_first_name\nFROM orders"))
-    monkeypatch.setenv("MAILCHIMP_SQL_DIR", str(sql_dir))
-    with shop.engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE orders ADD COLUMN customer_email TEXT"))
-        conn.execute(sa.text("ALTER TABLE orders ADD COLUMN customer_first_name TEXT"))
-        conn.execute(sa.text("UPDATE orders SET customer_email = 'gus.ghost@northpeak-mail.com', "
-                             "customer_first_name = 'Gus' WHERE order_id = 'o9'"))
+def test_a_customer_found_only_on_orders_is_created_from_the_order(airflow_db: None, emulator: Any, shop: Any) -> None:
+    # guest checkouts: the customer is not in customers, the order carries the buyer (shipped orders.sql)
+    buyer = {"customer_email": "gus.ghost@northpeak-mail.com", "customer_first_name": "Gus",
+             "customer_last_name": "Ghost"}
+    shop.insert("orders", [_order_row("o14", "guest-gus", "100.00", **buyer),
+                           _order_row("o15", "guest-gus", "50.00", **buyer),      # the same guest again
+                           _order_row("o16", "guest-typo", "50.00", **{**buyer, "customer_email": "gus.ghost@northpeak-mail"})])
+    shop.insert("order_lines", [_line_row(o, "1", "p1", "p1-red", 1, price) for o, price in
+                                (("o14", "100.00"), ("o15", "50.00"), ("o16", "50.00"))])
 
     dag_run = run_sync()
 
-    assert ("o9", "create", "ok") in operations(shop.engine, dag_run.run_id)["order"]
-    ghost = store_doc(emulator)["customers"]["ghost"]
-    assert (ghost["email_address"], ghost["first_name"], ghost["opt_in_status"]) == ("gus.ghost@northpeak-mail.com", "Gus", False)
-    list_id = store_doc(emulator)["store"]["list_id"]
+    assert {("o14", "create", "ok"), ("o15", "create", "ok")} <= operations(shop.engine, dag_run.run_id)["order"]
+    doc = store_doc(emulator)
+    guest = doc["customers"]["guest-gus"]
+    assert (guest["email_address"], guest["first_name"], guest["last_name"], guest["opt_in_status"]) == (
+        "gus.ghost@northpeak-mail.com", "Gus", "Ghost", False)
+    assert doc["orders"]["o14"]["customer_id"] == doc["orders"]["o15"]["customer_id"] == "guest-gus"
+    api_guest = emulator.api("GET", f"/ecommerce/stores/{STORE_ID}/customers/guest-gus").json()
+    assert (api_guest["orders_count"], api_guest["total_spent"]) == (2, 150.0)
+    list_id = doc["store"]["list_id"]
     statuses = {m["email_address"]: m["status"] for m in emulator.state.members[list_id].values()}
     assert statuses["gus.ghost@northpeak-mail.com"] == "transactional"  # no consent known: never subscribed
+
+    # neither a known customer nor a usable email: skipped, and the detail names the fields
+    skips = {r["record_id"]: r for r in results(shop.engine, dag_run.run_id) if r["outcome"] == "skipped"}
+    assert "guest-typo" not in doc["customers"] and "o16" not in doc["orders"]
+    assert skips["o16"]["reason"] == skips["o9"]["reason"] == "customer_unknown"
+    assert "customer_email 'gus.ghost@northpeak-mail' is not a valid email address" in skips["o16"]["error_detail"]
+    assert "customer_id 'ghost' is not in customers" in skips["o9"]["error_detail"]
+    assert "no customer_email" in skips["o9"]["error_detail"]
     assert operations(shop.engine, run_sync().run_id) == {}  # and nothing is resent afterwards

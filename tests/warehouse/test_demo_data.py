@@ -13,6 +13,7 @@ from mailchimp_provider.demo.data import (
     FULFILLMENT_STATUSES,
     apply_demo_changes,
     find_bad_rows,
+    guest_checkout_orders,
     seed_demo_warehouse,
 )
 from mailchimp_provider.warehouse.source_tables import SOURCE_TABLE_NAMES
@@ -41,6 +42,25 @@ def test_every_bad_row_kind_is_present_and_findable(warehouse) -> None:
     # the duplicate pairs: each duplicated email is held by two customers
     assert len(found["customer_duplicate_email"]) == 4
     assert len(found["erasure_request"]) == 3
+
+
+def test_guest_checkouts_carry_their_buyer_on_the_order(warehouse) -> None:
+    seed_demo_warehouse(warehouse.engine, **SMALL, bad_rows=False)
+    guests = guest_checkout_orders(warehouse.engine)
+    assert len(guests) >= 2
+    assert len(set(guests.values())) == len(guests) - 1  # one guest checked out twice
+    with warehouse.engine.connect() as conn:
+        customer_ids = set(conn.execute(sa.text("SELECT customer_id FROM customers")).scalars())
+        emails = {e.lower() for e in conn.execute(sa.text("SELECT email FROM customers")).scalars() if e}
+        rows = conn.execute(sa.text(
+            "SELECT order_id, customer_id, customer_email, customer_first_name, customer_last_name FROM orders "
+            "WHERE customer_email IS NOT NULL")).all()
+    assert {r.order_id for r in rows} == set(guests)
+    for row in rows:
+        assert row.customer_id not in customer_ids and row.customer_email.lower() not in emails
+        assert re.fullmatch(r"[a-z0-9._]+@[a-z0-9.-]+\.[a-z.]+", row.customer_email)
+        assert not row.customer_email.endswith(("example.com", "test.com"))
+        assert row.customer_first_name and row.customer_last_name
 
 
 def test_clean_data_has_no_bad_rows(warehouse) -> None:

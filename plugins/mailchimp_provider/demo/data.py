@@ -29,17 +29,29 @@ customers
 
 catalogue and orders
   * ``product_without_variants``: a product with no variant row (sent as one variant copying it).
+  * ``product_missing_title``: a product imported from a supplier feed with no title (required).
+  * ``product_long_id``: a product_id longer than Mailchimp's 50-character id limit.
   * ``variant_negative_inventory``: inventory_quantity below zero (oversold).
   * ``order_negative_quantity``: an order line with a negative quantity.
   * ``order_unknown_currency``: currency ``XYZ``, not an ISO 4217 code.
   * ``order_missing_product``: an order line whose product_id is not in ``products``.
-  * ``order_unknown_customer``: an order whose customer_id is not in ``customers``.
+  * ``order_unknown_customer``: an order whose customer_id is not in ``customers`` and that has
+    no ``customer_email`` to create the customer from.
   * ``order_without_lines``: an order with no lines (Mailchimp needs at least one).
+  * ``order_promo_amount_out_of_range``: an order promo whose ``amount_discounted`` is negative, and
+    one larger than the order itself (a discount of 7.49 recorded in cents).
+  * ``order_unknown_financial_status``: financial status ``disputed``, which no status map knows.
+  * ``order_long_id``: an order_id longer than Mailchimp's 50-character id limit.
   * ``promo_rule_percentage_out_of_range``: a percentage rule with amount 15 instead of 0.15.
   * ``promo_code_too_long``: a promo code longer than Mailchimp's 50 characters.
+  * ``promo_code_missing_redemption_url``: an in-store-only code with no redemption URL (required).
 
 Orders always come in every financial status (pending, paid, refunded, partially_refunded,
-cancelled) and fulfillment status (unfulfilled, partial, fulfilled), bad rows or not.
+cancelled) and fulfillment status (unfulfilled, partial, fulfilled), bad rows or not. About one
+order in 25 is a guest checkout (``guest_checkout_orders``): its customer_id (``G5…``) is not in
+``customers``, and the order carries the buyer's ``customer_email``, ``customer_first_name`` and
+``customer_last_name``, from which the e-commerce sync creates the customer. One guest checks
+out twice under the same id. Guest checkouts are sendable, so they are not a bad-row kind.
 
 ``apply_demo_changes`` then mutates a few rows the way a day of business would (an email change,
 an opt-out, a tag change, a cancelled order, a new customer with an order) for incremental runs.
@@ -88,9 +100,19 @@ BAD_ROW_KINDS: dict[str, str] = {
     "order_missing_product": "order line for a product that does not exist",
     "order_unknown_customer": "order for a customer that does not exist",
     "order_without_lines": "order with no lines",
+    "order_promo_amount_out_of_range": "order promo discounting less than 0 or more than the order",
+    "order_unknown_financial_status": "order whose financial status no status map knows",
+    "order_long_id": "order id over 50 characters",
+    "product_missing_title": "product without a title",
+    "product_long_id": "product id over 50 characters",
     "promo_rule_percentage_out_of_range": "percentage promo rule with amount outside 0..1",
     "promo_code_too_long": "promo code over 50 characters",
+    "promo_code_missing_redemption_url": "promo code without a redemption URL",
 }
+
+GUEST_EVERY = 25
+"""One order in this many is a guest checkout (customer only on the order)."""
+GUEST_CUSTOMER_PREFIX = "G"
 
 
 # -- reference data --------------------------------------------------------------------------
@@ -342,7 +364,15 @@ def find_bad_rows(engine: sa.Engine, *, schema: str | None = None) -> dict[str, 
     """Record ids of each bad-row kind (``BAD_ROW_KINDS``), found by querying the data itself."""
     t = {name.split(".")[-1]: table for name, table in source_metadata(schema).tables.items()}
     c, p, v, o, ol = t["customers"], t["products"], t["product_variants"], t["orders"], t["order_lines"]
-    pr, pc, er = t["promo_rules"], t["promo_codes"], t["marketing_erasure_requests"]
+    pr, pc, er, op = t["promo_rules"], t["promo_codes"], t["marketing_erasure_requests"], t["order_promos"]
+    gross = (
+        sa.select(sa.func.coalesce(sa.func.sum(ol.c.price * ol.c.quantity), 0))
+        .where(ol.c.order_id == op.c.order_id).scalar_subquery()
+    )
+    shipping = (
+        sa.select(sa.func.coalesce(sa.func.max(o.c.shipping_total), 0))
+        .where(o.c.order_id == op.c.order_id).scalar_subquery()
+    )
     norm_email = sa.func.lower(sa.func.trim(c.c.email))
     dup_emails = (
         sa.select(norm_email).where(c.c.email.is_not(None)).group_by(norm_email).having(sa.func.count() > 1)
@@ -375,16 +405,44 @@ def find_bad_rows(engine: sa.Engine, *, schema: str | None = None) -> dict[str, 
             ~sa.exists().where(p.c.product_id == ol.c.product_id)
         ),
         "order_unknown_customer": sa.select(o.c.order_id).where(
-            ~sa.exists().where(c.c.customer_id == o.c.customer_id)
+            ~sa.exists().where(c.c.customer_id == o.c.customer_id),
+            sa.func.coalesce(sa.func.trim(o.c.customer_email), "") == "",
         ),
         "order_without_lines": sa.select(o.c.order_id).where(~sa.exists().where(ol.c.order_id == o.c.order_id)),
+        "order_promo_amount_out_of_range": sa.select(op.c.order_id).where(
+            sa.or_(op.c.amount_discounted < 0, op.c.amount_discounted > gross + shipping)
+        ),
+        "order_unknown_financial_status": sa.select(o.c.order_id).where(
+            o.c.financial_status.not_in(FINANCIAL_STATUSES)
+        ),
+        "order_long_id": sa.select(o.c.order_id).where(sa.func.length(o.c.order_id) > 50),
+        "product_missing_title": sa.select(p.c.product_id).where(
+            sa.func.coalesce(sa.func.trim(p.c.title), "") == ""
+        ),
+        "product_long_id": sa.select(p.c.product_id).where(sa.func.length(p.c.product_id) > 50),
         "promo_rule_percentage_out_of_range": sa.select(pr.c.promo_rule_id).where(
             pr.c.type == "percentage", sa.or_(pr.c.amount < 0, pr.c.amount > 1)
         ),
         "promo_code_too_long": sa.select(pc.c.promo_code_id).where(sa.func.length(pc.c.code) > 50),
+        "promo_code_missing_redemption_url": sa.select(pc.c.promo_code_id).where(
+            sa.func.coalesce(sa.func.trim(pc.c.redemption_url), "") == ""
+        ),
     }
     with engine.connect() as conn:
         return {kind: sorted({str(r) for r in conn.execute(q).scalars()}) for kind, q in queries.items()}
+
+
+def guest_checkout_orders(engine: sa.Engine, *, schema: str | None = None) -> dict[str, str]:
+    """``order_id -> customer_id`` of the orders whose customer is only on the order: not in
+    ``customers``, but with a ``customer_email`` the e-commerce sync creates the customer from."""
+    t = {name.split(".")[-1]: table for name, table in source_metadata(schema).tables.items()}
+    c, o = t["customers"], t["orders"]
+    query = sa.select(o.c.order_id, o.c.customer_id).where(
+        ~sa.exists().where(c.c.customer_id == o.c.customer_id),
+        sa.func.coalesce(sa.func.trim(o.c.customer_email), "") != "",
+    )
+    with engine.connect() as conn:
+        return {str(oid): str(cid) for oid, cid in conn.execute(query)}
 
 
 # -- generation ------------------------------------------------------------------------------
@@ -526,6 +584,7 @@ class _Generator:
         self.customer_country: dict[str, str] = {}
         self.variants_by_product: dict[str, list[tuple[str, Decimal]]] = {}
         self.product_ids: list[str] = []
+        self.bad_product_ids: list[str] = []
         self.promo_codes_by_rule: dict[str, list[str]] = {}
         self.erasure_targets: list[tuple[str, str]] = []
 
@@ -668,6 +727,26 @@ class _Generator:
                 "created_at": created,
                 "updated_at": created + timedelta(days=rng.random() * 90),
             }
+        if self.bad_rows:
+            yield from self._bad_products()
+
+    def _bad_products(self) -> Iterator[dict[str, Any]]:
+        """Products the e-commerce sync must reject; never sold, so no order depends on them."""
+        created = EPOCH + timedelta(days=400)
+        bad = [
+            # a supplier feed row that arrived without a title
+            ("P-FEED-88213", None, "feed-88213"),
+            # an id from a legacy import that kept the whole source reference (over 50 characters)
+            ("legacy-import:magento2:catalog_product_entity:sku=NP-TENT-2P-GRN", "Two-Person Tent", "two-person-tent"),
+        ]
+        for pid, title, handle in bad:
+            self.bad_product_ids.append(pid)
+            yield {
+                "product_id": pid, "title": title, "handle": handle,
+                "url": f"https://{STORE_DOMAIN}/products/{handle}", "description": None,
+                "category": "Camping", "vendor": _VENDORS[0], "image_url": None,
+                "published_at": None, "created_at": created, "updated_at": created + timedelta(days=3),
+            }
 
     def variants(self) -> Iterator[dict[str, Any]]:
         rng = self._rng("variants")
@@ -702,6 +781,12 @@ class _Generator:
                     "updated_at": EPOCH + timedelta(days=rng.random() * 600),
                 }
             self.variants_by_product[pid] = variants
+        for pid in self.bad_product_ids:  # one variant each (not sellable: see _bad_products)
+            yield {
+                "variant_id": f"{pid}-1", "product_id": pid, "title": "One Size", "sku": None,
+                "price": Decimal("89.00"), "inventory_quantity": 5, "url": None, "image_url": None,
+                "updated_at": EPOCH + timedelta(days=401),
+            }
 
     # promotions -----------------------------------------------------------------------------
     def promo_rules(self) -> Iterator[dict[str, Any]]:
@@ -727,14 +812,24 @@ class _Generator:
             if self.bad_rows and rid == "PR-WELCOME10":
                 codes.append("WELCOME10-PARTNER-NEWSLETTER-AUTUMN-CAMPAIGN-2025-EXCLUSIVE")
             self.promo_codes_by_rule[rid] = codes
-            for code in codes:
+            for k, code in enumerate(codes):
                 created = EPOCH + timedelta(days=rng.random() * 300)
                 yield {
-                    "promo_code_id": f"PC-{code}", "promo_rule_id": rid, "code": code,
+                    # ids stay short even for the too-long code: only its ``code`` is the bad field
+                    "promo_code_id": f"PC-{code}" if len(code) <= 40 else f"PC-{base}-{k}",
+                    "promo_rule_id": rid, "code": code,
                     "redemption_url": f"https://{STORE_DOMAIN}/discount/{code}",
                     "usage_count": rng.randint(0, 500), "enabled": True,
                     "created_at": created, "updated_at": created + timedelta(days=5),
                 }
+        if self.bad_rows and "PR-LOYAL5" in self._rules:
+            # a code for the shop counter only: nobody filled in the (required) redemption URL
+            created = EPOCH + timedelta(days=200)
+            yield {
+                "promo_code_id": "PC-LOYAL5-INSTORE", "promo_rule_id": "PR-LOYAL5", "code": "LOYAL5-INSTORE",
+                "redemption_url": None, "usage_count": 12, "enabled": True,
+                "created_at": created, "updated_at": created + timedelta(days=5),
+            }
 
     # orders ---------------------------------------------------------------------------------
     def orders(self) -> Iterator[tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]]:
@@ -754,10 +849,18 @@ class _Generator:
                  if rid != "PR-SUMMER15" and len(code) <= 50]
         percent = {r[0]: Decimal(r[3]) for r in _PROMO_RULES if r[4] == "percentage"}
         statuses = list(FINANCIAL_STATUSES)
+        guests = self._guests()
         for i in range(self.n_orders):
             oid = f"O{200000 + i}"
             cid = ids[int(len(ids) * rng.random() ** 1.6)]  # repeat buyers are common
-            currency = _country(self.customer_country.get(cid))["currency"]
+            buyer: dict[str, Any] = {"customer_email": None, "customer_first_name": None, "customer_last_name": None}
+            country = self.customer_country.get(cid)
+            if i % GUEST_EVERY == GUEST_EVERY // 2:
+                guest = next(guests)
+                cid, country = guest["customer_id"], guest["country_code"]
+                buyer = {"customer_email": guest["email"], "customer_first_name": guest["first_name"],
+                         "customer_last_name": guest["last_name"]}
+            currency = _country(country)["currency"]
             financial = statuses[i] if i < len(statuses) else rng.choices(statuses, cum_weights=_FIN_CUM)[0]
             fulfillment = FULFILLMENT_STATUSES[i % 3] if i < 3 else (
                 "unfulfilled" if financial in ("pending", "cancelled")
@@ -791,21 +894,38 @@ class _Generator:
                 "processed_at": processed,
                 "cancelled_at": processed + timedelta(hours=rng.randint(1, 72)) if financial == "cancelled" else None,
                 "updated_at": processed + timedelta(days=rng.random() * 20),
+                **buyer,
             }
         if self.bad_rows:
-            yield from self._bad_orders(rng, lines, ids, sellable)
+            yield from self._bad_orders(rng, lines, promos, ids, sellable)
+
+    def _guests(self) -> Iterator[dict[str, Any]]:
+        """Guest-checkout buyers: people absent from ``customers`` (ids ``G500000``...), with real-looking
+        emails that no customer row has. The second guest is the first one checking out again."""
+        rng = self._rng("guests")
+        people: list[dict[str, Any]] = []
+        for k in itertools.count():
+            if k == 1:
+                yield people[0]
+                continue
+            person = self._person(rng, 500_000 + k)
+            person["customer_id"] = f"{GUEST_CUSTOMER_PREFIX}{500_000 + k}"
+            people.append(person)
+            yield person
 
     def _bad_orders(
-        self, rng: random.Random, lines: list[dict[str, Any]], ids: list[str], sellable: list[tuple[str, Any]]
+        self, rng: random.Random, lines: list[dict[str, Any]], promos: list[dict[str, Any]], ids: list[str],
+        sellable: list[tuple[str, Any]],
     ) -> Iterator[dict[str, Any]]:
-        def order(oid: str, cid: str, currency: str = "USD") -> dict[str, Any]:
+        def order(oid: str, cid: str, currency: str = "USD", financial: str = "paid") -> dict[str, Any]:
             processed = EPOCH + timedelta(days=rng.random() * 720)
             return {
                 "order_id": oid, "customer_id": cid, "currency_code": currency, "order_total": Decimal("49.99"),
                 "tax_total": Decimal("0.00"), "shipping_total": Decimal("0.00"), "discount_total": Decimal("0.00"),
-                "financial_status": "paid", "fulfillment_status": "fulfilled",
+                "financial_status": financial, "fulfillment_status": "fulfilled",
                 "order_url": f"https://{STORE_DOMAIN}/account/orders/{oid}", "processed_at": processed,
                 "cancelled_at": None, "updated_at": processed + timedelta(days=1),
+                "customer_email": None, "customer_first_name": None, "customer_last_name": None,
             }
 
         def line(oid: str, quantity: int = 1, product: tuple[str, str] | None = None) -> dict[str, Any]:
@@ -822,8 +942,19 @@ class _Generator:
         lines.append(line("O900003", product=("P-DISCONTINUED-0042", "P-DISCONTINUED-0042-1")))
         yield order("O900003", ids[2])
         lines.append(line("O900004"))
-        yield order("O900004", "C999999999")
+        yield order("O900004", "C999999999")  # unknown customer, and no customer_email to create it from
         yield order("O900005", ids[3])  # no lines
+        # promos: a discount stored with the wrong sign, and one stored in cents (749 for 7.49)
+        for oid, cid, code, amount, kind in (("O900006", ids[4], "WELCOME10", "-10.00", "fixed"),
+                                             ("O900007", ids[5], "SPRING15", "749.00", "percentage")):
+            lines.append(line(oid))
+            promos.append({"order_id": oid, "code": code, "amount_discounted": Decimal(amount), "type": kind})
+            yield order(oid, cid)
+        lines.append(line("O900008"))
+        yield order("O900008", ids[6], financial="disputed")  # a chargeback: no status map knows it
+        long_id = "amazon-mcf:114-3941689-8772232:fulfillment-order-00001"
+        lines.append(line(long_id))
+        yield order(long_id, ids[7])
 
     def erasures(self) -> Iterator[dict[str, Any]]:
         if not self.bad_rows:

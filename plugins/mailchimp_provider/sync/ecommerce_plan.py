@@ -483,10 +483,12 @@ class OrderRules(CommerceRules):
                     continue
                 full = order_customer_payload(row, opt_in_status=False)
                 if full is None:
+                    given = text_or_none(row.get("customer_email"))
+                    why = ("the order has no customer_email to create it from" if given is None
+                           else f"the order's customer_email {given!r} is not a valid email address")
                     yield RecordPlan(record_id, skips=[Skip(
                         record_id, "customer_unknown",
-                        f"order {record_id}: customer {customer_id} is not in customers and the order has no "
-                        "customer_email to create it from")])
+                        f"order {record_id}: customer_id {customer_id!r} is not in customers and {why}")])
                     continue
                 body["customer"] = full
             missing = self._missing_products(engine, body["lines"], products, planned_products)

@@ -41,6 +41,9 @@ SOURCE_COLUMNS: dict[str, dict[str, str]] = {
         "discount_total": "decimal", "financial_status": "text", "fulfillment_status": "text",
         "order_url": "text", "processed_at": "timestamp", "cancelled_at": "timestamp",
         "updated_at": "timestamp",
+        # optional extension (nullable): the buyer as the order knows them, for customers that
+        # appear only on orders (guest checkouts); the e-commerce sync creates them from these
+        "customer_email": "text", "customer_first_name": "text", "customer_last_name": "text",
     },
     "order_lines": {
         "order_id": "text", "line_id": "text", "product_id": "text", "variant_id": "text",
@@ -120,6 +123,9 @@ def source_metadata(schema: str | None = None) -> sa.MetaData:
         sa.Column("order_url", text),
         sa.Column("processed_at", UtcDateTime), sa.Column("cancelled_at", UtcDateTime),
         sa.Column("updated_at", UtcDateTime),
+        # not in the contract's minimum: guest checkouts carry their buyer here (all nullable)
+        sa.Column("customer_email", text), sa.Column("customer_first_name", text),
+        sa.Column("customer_last_name", text),
         sa.Index("ix_orders_customer_id", "customer_id"),
         sa.Index("ix_orders_updated_at", "updated_at"),
     )
