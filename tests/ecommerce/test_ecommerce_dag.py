@@ -247,3 +247,26 @@ def test_a_customer_found_only_on_orders_is_created_from_the_order(airflow_db: N
     assert "customer_id 'ghost' is not in customers" in skips["o9"]["error_detail"]
     assert "no customer_email" in skips["o9"]["error_detail"]
     assert operations(shop.engine, run_sync().run_id) == {}  # and nothing is resent afterwards
+
+
+def test_a_guest_order_never_creates_a_contact_for_an_erased_or_no_marketing_person(
+    airflow_db: None, emulator: Any, shop: Any
+) -> None:
+    erased = {"customer_email": "Erin.Erased@northpeak-mail.com", "customer_first_name": "Erin"}
+    opted_out = {"customer_email": "Cy.Lane@northpeak-mail.com", "customer_first_name": "Cy"}  # c3: no_marketing
+    shop.insert("marketing_erasure_requests", [
+        {"customer_id": None, "email": "erin.erased@northpeak-mail.com", "requested_at": datetime(2024, 5, 1, tzinfo=timezone.utc)}])
+    shop.insert("orders", [_order_row("o20", "guest-erin", "80.00", **erased),
+                           _order_row("o21", "guest-cy", "80.00", **opted_out)])
+    shop.insert("order_lines", [_line_row(o, "1", "p1", "p1-red", 1, "80.00") for o in ("o20", "o21")])
+
+    dag_run = run_sync()
+
+    skips = {r["record_id"]: r for r in results(shop.engine, dag_run.run_id) if r["outcome"] == "skipped"}
+    assert skips["o20"]["reason"] == skips["o21"]["reason"] == "customer_consent_blocked"
+    assert "erasure request" in skips["o20"]["error_detail"]
+    assert "no_marketing customer" in skips["o21"]["error_detail"]
+    doc = store_doc(emulator)
+    assert not {"guest-erin", "guest-cy"} & set(doc["customers"])
+    emails = {m["email_address"] for members in emulator.state.members.values() for m in members.values()}
+    assert not {"erin.erased@northpeak-mail.com", "cy.lane@northpeak-mail.com"} & emails

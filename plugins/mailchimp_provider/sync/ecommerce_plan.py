@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 import sqlalchemy as sa
 
 from mailchimp_provider.config import ConsentSpec
+from mailchimp_provider.sync.consent import blocked_emails, normalise_email
 from mailchimp_provider.sync.ecommerce_config import EcommerceSyncConfig
 from mailchimp_provider.sync.ecommerce_payloads import (
     RejectedRecord,
@@ -423,7 +424,8 @@ class OrderRules(CommerceRules):
     refund, cancellation, lines). The customer is referenced by id once it is in Mailchimp; a
     customer that appears only on orders (absent from ``customers``) is created from the order's
     optional ``customer_email``/``customer_first_name``/``customer_last_name`` columns, as a
-    ``transactional`` contact (no consent is known for it).
+    ``transactional`` contact (no consent is known for it), unless that email asked to be erased or
+    belongs to a ``no_marketing`` customer (``sync.consent.blocked_emails``).
     """
 
     entity = "order"
@@ -434,6 +436,13 @@ class OrderRules(CommerceRules):
     def __init__(self, scope: CommerceScope) -> None:
         super().__init__(scope)
         self._products: dict[str, list[str] | None] | None = None
+        self._blocked: dict[str, str] | None = None
+
+    def blocked_emails(self, engine: "SyncEngine") -> dict[str, str]:
+        """Emails a guest order must not create a contact for; read once per task, only when needed."""
+        if self._blocked is None:
+            self._blocked = blocked_emails(engine.db, no_marketing_column=self.scope.consent.no_marketing_column)
+        return self._blocked
 
     def fingerprint_parts(self) -> Any:
         maps = self.config.status_maps
@@ -489,6 +498,14 @@ class OrderRules(CommerceRules):
                     yield RecordPlan(record_id, skips=[Skip(
                         record_id, "customer_unknown",
                         f"order {record_id}: customer_id {customer_id!r} is not in customers and {why}")])
+                    continue
+                blocked = self.blocked_emails(engine).get(normalise_email(full["email_address"]) or "")
+                if blocked:
+                    yield RecordPlan(record_id, skips=[Skip(
+                        record_id, "customer_consent_blocked",
+                        f"order {record_id}: customer_email of guest {customer_id!r} is not created in Mailchimp "
+                        f"({'an erasure request' if blocked == 'erasure_requested' else 'a no_marketing customer'} "
+                        "has this address)")])
                     continue
                 body["customer"] = full
             missing = self._missing_products(engine, body["lines"], products, planned_products)
