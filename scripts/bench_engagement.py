@@ -3,13 +3,14 @@
     python -m scripts.bench_engagement                                  # 200 campaigns x 5,000 recipients
     python -m scripts.bench_engagement --campaigns 50 --recipients 2000
     python -m scripts.bench_engagement --pg-url postgresql+psycopg2://postgres@127.0.0.1:5432/test
+    MAILCHIMP_BENCH_EMULATOR_SRC=/tmp/emulator-copy python -m scripts.bench_engagement   # another emulator
 
 The emulator runs in a child process (zero latency) and is seeded in-process by direct state
 manipulation: every recipient opens once, 30% open again, 12% click, 2% bounce instead. This
 process then runs what ``pull_email_activity`` runs, minus Airflow: ``activity.plan`` ->
 ``BatchRunner.submit`` (chunks of ``batch_chunk_size`` campaigns) -> ``BatchRunner.wait`` ->
-``activity.apply_results`` (the results archive streamed, rows COPY-upserted in chunks, one
-transaction per campaign with its bookmark). It does it twice: the first run loads everything, the
+``activity.apply_results`` (the results archive streamed and normalised in this thread while a
+writer thread COPYs the previous campaign; one transaction per campaign with its bookmark). It does it twice: the first run loads everything, the
 incremental rerun (a new pass) asks each campaign only for what came after its bookmark minus the
 lookback.
 
@@ -39,7 +40,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-for extra in (ROOT / "plugins", ROOT / "emulator"):
+EMULATOR_SRC_ENV = "MAILCHIMP_BENCH_EMULATOR_SRC"
+"""Folder to import the emulator from instead of emulator/ (a pinned copy while it is being edited)."""
+for extra in (ROOT / "plugins", Path(os.environ.get(EMULATOR_SRC_ENV) or ROOT / "emulator")):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 

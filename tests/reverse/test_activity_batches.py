@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import DAG_ID, EngagementHarness, subscriber_hash
+from engagement_harness import DAG_ID, EngagementHarness, subscriber_hash
 from test_engagement_pull_dag import READERS, SENT, at, iso, seed
 
 pytestmark = pytest.mark.parametrize("warehouse", ["sqlite"], indirect=True)

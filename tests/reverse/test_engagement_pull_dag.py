@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from conftest import EngagementHarness, subscriber_hash
+from engagement_harness import EngagementHarness, subscriber_hash
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 SENT = NOW - timedelta(days=2)

@@ -81,15 +81,14 @@ def test_upsert_counts_rows_gained_changed_and_unchanged(warehouse) -> None:
     tables = WarehouseTables()
     tables.create_all(warehouse.engine)
     key = tables.key("activity")
-    scope = tables.activity.c.campaign_id == "c1"
     with warehouse.engine.begin() as conn:
-        first = merge_rows(conn, tables.activity, [activity("a", "1.1.1.1"), activity("b", "1.1.1.1")], key, scope=scope)
+        first = merge_rows(conn, tables.activity, [activity("a", "1.1.1.1"), activity("b", "1.1.1.1")], key)
     with warehouse.engine.begin() as conn:
         again = merge_rows(
             conn, tables.activity,
             # "a" unchanged, "b" changed (twice in the input: the last row wins), "c" new
             [activity("a", "1.1.1.1"), activity("b", "9.9.9.9"), activity("b", "2.2.2.2"), activity("c", "1.1.1.1")],
-            key, scope=scope,
+            key,
         )
     assert (first.gained, first.changed, first.unchanged) == (2, 0, 0)
     assert (again.gained, again.changed, again.unchanged) == (1, 1, 1)
@@ -118,3 +117,47 @@ def test_member_statuses_tell_the_forward_sync_who_must_not_be_resubscribed(ware
     }
     assert [may_resubscribe(statuses[subscriber_hash(f"{n}@shop.com")]) for n in ("ann", "bob", "cy")] == [True, False, False]
     assert member_statuses(warehouse.engine, tables, "other-list") == {}
+
+
+def test_activity_fields_without_a_column_are_kept_in_extra() -> None:
+    [row] = activity_rows(
+        {"email_id": "h", "email_address": "a@shop.com", "list_id": "l", "list_is_active": True, "vip": True,
+         "activity": [{"action": "open", "timestamp": "2024-05-01T12:00:00+02:00", "ip": "1.2.3.4", "device": "mobile"}]},
+        "c1",
+    )
+    assert row["extra"] == {"vip": True, "device": "mobile"}
+    assert row["timestamp"] == datetime(2024, 5, 1, 10, tzinfo=UTC) and row["timestamp"].tzinfo is UTC
+    [plain] = activity_rows(
+        {"email_id": "h", "activity": [{"action": "open", "timestamp": "2024-05-01T10:00:00+00:00"}]}, "c1")
+    assert plain["extra"] is None
+
+
+def test_applying_results_commits_each_campaign_before_a_bad_one_stops_the_stream(warehouse) -> None:
+    """Campaigns are written by a second thread on PostgreSQL; the contract is the same on both."""
+    from mailchimp_provider.batches.results import OperationResult
+    from mailchimp_provider.reverse import activity as pull
+    from mailchimp_provider.reverse.config import EngagementConfig
+    from mailchimp_provider.warehouse.tables import WarehouseTables
+
+    tables = WarehouseTables()
+    tables.create_all(warehouse.engine)
+
+    def email(member: str, ts: str) -> dict:
+        return {"email_id": member, "email_address": f"{member}@shop.com", "list_id": "l1",
+                "activity": [{"action": "open", "timestamp": ts, "ip": "192.0.2.1"}]}
+
+    results = [
+        OperationResult("c1", 200, {"emails": [email("a", "2024-05-01T10:00:00+00:00")]}),
+        OperationResult("c2", 200, {"emails": [email("b", "2024-05-01T11:00:00+00:00")]}),
+        OperationResult("c3", 200, {"emails": [email("c", "yesterday")]}),
+        OperationResult("c4", 200, {"emails": [email("d", "2024-05-01T12:00:00+00:00")]}),
+    ]
+    with pytest.raises(NormalisationError, match=r"campaign 'c3'.*'activity.timestamp'"):
+        pull.apply_results(warehouse.engine, tables, EngagementConfig(), iter(results),
+                           current_pass="run#0", submitted_at=datetime(2024, 6, 1, tzinfo=UTC))
+    with warehouse.engine.connect() as conn:
+        stored = conn.execute(tables.activity.select().with_only_columns(
+            tables.activity.c.campaign_id, tables.activity.c.member_id)).all()
+        marks = pull.watermarks.get_values(conn, tables, pull.watermarks.EMAIL_ACTIVITY)
+    assert sorted(stored) == [("c1", "a"), ("c2", "b")]
+    assert sorted(marks) == ["c1", "c2"]

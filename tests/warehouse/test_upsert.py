@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from mailchimp_provider.warehouse.tables import WarehouseTables
-from mailchimp_provider.warehouse.upsert import COPY_THRESHOLD, upsert
+from mailchimp_provider.warehouse.upsert import COPY_THRESHOLD, upsert, upsert_counts
 
 T0 = datetime(2024, 3, 1, 9, 30, tzinfo=timezone.utc)
 
@@ -176,3 +176,37 @@ def test_upsert_joins_the_callers_transaction(warehouse, tables) -> None:
 def test_empty_input_writes_nothing(warehouse, tables) -> None:
     with warehouse.engine.begin() as conn:
         assert upsert(conn, tables.member, [], ["list_id", "member_id"]) == 0
+
+
+@pytest.mark.parametrize("strategy", ["auto", "on_conflict", "generic", "copy"])
+def test_upsert_counts_says_what_was_inserted_updated_and_left_alone(warehouse, tables, strategy) -> None:
+    if strategy == "copy" and warehouse.engine.dialect.name != "postgresql":
+        pytest.skip("COPY is PostgreSQL's")
+    key = ["list_id", "member_id"]
+    with warehouse.engine.begin() as conn:
+        first = upsert_counts(conn, tables.member, members(10), key, strategy=strategy)
+    second = members(12)
+    second[3]["status"] = "unsubscribed"  # changed; 0-2 and 4-9 as stored; 10 and 11 new
+    with warehouse.engine.begin() as conn:
+        again = upsert_counts(conn, tables.member, second, key, strategy=strategy)
+    assert (first.inserted, first.updated, first.unchanged) == (10, 0, 0)
+    assert (again.inserted, again.updated, again.unchanged) == (2, 1, 9)
+    stored = snapshot(warehouse.engine, tables.member)
+    assert len(stored) == 12 and [r["status"] for r in stored].count("unsubscribed") == 1
+
+
+@pytest.mark.postgres
+def test_new_keys_copies_straight_into_the_table_and_a_broken_promise_fails(pg_warehouse) -> None:
+    t = WarehouseTables()
+    t.create_all(pg_warehouse.engine)
+    rows = members(30)
+    with pg_warehouse.engine.begin() as conn:
+        counts = upsert_counts(conn, t.member, rows, ["list_id", "member_id"], new_keys=True)
+    assert counts.inserted == 30
+    stored = snapshot(pg_warehouse.engine, t.member, exclude=())
+    assert len(stored) == 30 and all(r["synced_at"] is not None for r in stored)
+    assert stored[7]["vip"] is True and stored[7]["tags"] == '["Retail"]'
+    import psycopg2
+
+    with pg_warehouse.engine.begin() as conn, pytest.raises(psycopg2.IntegrityError, match="duplicate key"):
+        upsert_counts(conn, t.member, rows[:1], ["list_id", "member_id"], new_keys=True)

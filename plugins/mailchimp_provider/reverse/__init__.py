@@ -2,10 +2,10 @@
 
 Modules, in the order a run uses them:
 
-* ``config``       -- ``include/engagement_pull.yaml`` as a typed ``EngagementConfig``
+* ``config``       -- ``include/engagement_pull.yaml`` as a typed ``EngagementConfig`` (shared loader)
 * ``normalise``    -- Mailchimp JSON -> rows with Fivetran column names ("" dates -> NULL, UTC, extras)
 * ``watermarks``   -- per-stream, per-scope bookmarks kept in ``<prefix>watermark``
-* ``loading``      -- chunked upserts that count rows gained / changed per table
+* ``loading``      -- chunked ``warehouse.upsert.upsert_counts`` and per-table gained / changed tallies
 * ``audiences``    -- lists and members (incremental on ``last_changed``), list-level unsubscribes
 * ``campaigns``    -- sent campaigns + report summary, campaign unsubscribe reports
 * ``unsubscribes`` -- one row per unsubscribe, whether it came from a report or a member status

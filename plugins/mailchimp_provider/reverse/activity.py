@@ -24,7 +24,10 @@ is tried again in the pass (``MAX_ATTEMPTS_PER_PASS``), then left to the next ru
 from __future__ import annotations
 
 import logging
+import operator
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -143,55 +146,112 @@ def apply_results(
     current_pass: str,
     submitted_at: datetime | None,
 ) -> ApplyOutcome:
-    """Load each campaign's activity and move its bookmark, one transaction per campaign."""
+    """Load each campaign's activity and move its bookmark, one transaction per campaign.
+
+    Two stages overlap: this thread reads the archive and turns the next campaign's emails into
+    rows while a writer thread commits the previous one (COPY and commit wait on the database,
+    not on Python). At most two campaigns are in flight, so memory stays flat; commits keep the
+    archive's order. An error stops the stream: campaigns already handed over are committed
+    first (each is complete on its own), then the error is raised. SQLite loads inline.
+    """
     outcome = ApplyOutcome()
     ceiling = to_utc(submitted_at) if submitted_at is not None else datetime.now(timezone.utc)
-    for result in results:
-        campaign_id = result.operation_id
-        if not campaign_id and isinstance(result.body, dict):
-            campaign_id = result.body.get("campaign_id")
-        if not campaign_id:
-            outcome.failures.append(f"an operation without operation_id answered HTTP {result.status_code}; skipped")
-            log.error("Batch result without an operation id (HTTP %s): cannot tell which campaign it is", result.status_code)
-            continue
-        if not result.ok or not isinstance(result.body, dict):
-            _record_failure(engine, tables, campaign_id, result, current_pass, outcome)
-            continue
-        with engine.begin() as conn:
-            counts, newest = _load_campaign(conn, tables, config, campaign_id, result.body)
-            _move_bookmark(conn, tables, campaign_id, newest, ceiling)
-            watermarks.set_values(conn, tables, watermarks.EMAIL_ACTIVITY_PASS, {campaign_id: current_pass})
-        outcome.counts.add(counts)
-        outcome.campaigns += 1
+    pending: deque[Future[LoadCounts | None]] = deque()
+
+    def collect(future: Future[LoadCounts | None]) -> None:
+        counts = future.result()  # a writer error is raised here
+        if counts is not None:
+            outcome.counts.add(counts)
+            outcome.campaigns += 1
+
+    with _writer(engine) as writer:
+        try:
+            for result in results:
+                campaign_id = result.operation_id
+                if not campaign_id and isinstance(result.body, dict):
+                    campaign_id = result.body.get("campaign_id")
+                if not campaign_id:
+                    outcome.failures.append(
+                        f"an operation without operation_id answered HTTP {result.status_code}; skipped"
+                    )
+                    log.error(
+                        "Batch result without an operation id (HTTP %s): cannot tell which campaign it is",
+                        result.status_code,
+                    )
+                    continue
+                if not result.ok or not isinstance(result.body, dict):
+                    outcome.failures.append(_failure_message(campaign_id, result))
+                    pending.append(writer.submit(_record_failure, engine, tables, campaign_id, current_pass))
+                else:
+                    rows = campaign_rows(campaign_id, result.body)
+                    pending.append(writer.submit(
+                        _commit_campaign, engine, tables, config, campaign_id, rows, ceiling, current_pass,
+                    ))
+                while len(pending) > 1:
+                    collect(pending.popleft())
+            while pending:
+                collect(pending.popleft())
+        except BaseException:
+            for future in pending:
+                future.cancel()  # not started yet: dropped; already running: committed on exit
+            raise
     return outcome
 
 
-def _load_campaign(
-    conn: sa.Connection, tables: WarehouseTables, config: EngagementConfig, campaign_id: str, body: dict[str, Any]
-) -> tuple[LoadCounts, datetime | None]:
+def _writer(engine: sa.Engine) -> Executor:
+    """One writer thread on a client/server database; inline on SQLite (one writer at a time anyway)."""
+    if engine.dialect.name == "sqlite":
+        return _Inline()
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="activity-writer")
+
+
+class _Inline(Executor):
+    """An executor that runs each call at once in the caller's thread."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+def campaign_rows(campaign_id: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every activity row of one campaign's ``email-activity`` answer (NormalisationError on bad data)."""
     emails = body.get("emails")
     if emails is None:
         emails = []
     if not isinstance(emails, list):
         raise NormalisationError(f"email activity of campaign {campaign_id!r}", "emails", type(emails).__name__, "a list")
-    newest: list[datetime | None] = [None]
+    return [row for email in emails for row in activity_rows(email, campaign_id)]
 
-    def rows() -> Iterator[dict[str, Any]]:
-        for email in emails:
-            for row in activity_rows(email, campaign_id):
-                if newest[0] is None or row["timestamp"] > newest[0]:
-                    newest[0] = row["timestamp"]
-                yield row
 
+def _commit_campaign(
+    engine: sa.Engine,
+    tables: WarehouseTables,
+    config: EngagementConfig,
+    campaign_id: str,
+    rows: list[dict[str, Any]],
+    ceiling: datetime,
+    current_pass: str,
+) -> LoadCounts:
+    """One transaction: the campaign's rows, its bookmark and its pass marker."""
+    newest = max(map(_TIMESTAMP, rows), default=None)
     t = tables.activity
-    scope = t.c.campaign_id == campaign_id
-    # Nothing of this campaign stored yet (its first read): a plain bulk load, no conflicts to check.
-    fresh = conn.execute(sa.select(sa.literal(1)).select_from(t).where(scope).limit(1)).first() is None
-    counts = merge_rows(
-        conn, t, rows(), tables.key("activity"),
-        scope=scope, chunk_size=config.activity.insert_chunk_size, fresh=fresh,
-    )
-    return counts, newest[0]
+    with engine.begin() as conn:
+        # Nothing of this campaign stored yet (its first read): a plain bulk load, no conflicts to check.
+        scope = t.c.campaign_id == campaign_id
+        fresh = conn.execute(sa.select(sa.literal(1)).select_from(t).where(scope).limit(1)).first() is None
+        counts = merge_rows(
+            conn, t, rows, tables.key("activity"), chunk_size=config.activity.insert_chunk_size, new_keys=fresh,
+        )
+        _move_bookmark(conn, tables, campaign_id, newest, ceiling)
+        watermarks.set_values(conn, tables, watermarks.EMAIL_ACTIVITY_PASS, {campaign_id: current_pass})
+    return counts
+
+
+_TIMESTAMP = operator.itemgetter("timestamp")
 
 
 def _move_bookmark(
@@ -208,19 +268,17 @@ def _move_bookmark(
         watermarks.advance_timestamps(conn, tables, watermarks.EMAIL_ACTIVITY, {campaign_id: start})
 
 
-def _record_failure(
-    engine: sa.Engine,
-    tables: WarehouseTables,
-    campaign_id: str,
-    result: OperationResult,
-    current_pass: str,
-    outcome: ApplyOutcome,
-) -> None:
+def _failure_message(campaign_id: str, result: OperationResult) -> str:
+    message = f"campaign {campaign_id}: HTTP {result.status_code} {result.title}: {result.detail}"
+    log.warning("Email activity of %s; its bookmark is unchanged, so it is read again later.", message)
+    return message
+
+
+def _record_failure(engine: sa.Engine, tables: WarehouseTables, campaign_id: str, current_pass: str) -> None:
+    """Count the failed attempt in the pass marker (the campaign is retried up to MAX_ATTEMPTS_PER_PASS)."""
     with engine.begin() as conn:
         attempts = failed_in_pass(conn, tables, current_pass).get(campaign_id, 0) + 1
         watermarks.set_values(
             conn, tables, watermarks.EMAIL_ACTIVITY_PASS, {campaign_id: f"{current_pass}{_FAILED}{attempts}"}
         )
-    message = f"campaign {campaign_id}: HTTP {result.status_code} {result.title}: {result.detail} (attempt {attempts})"
-    outcome.failures.append(message)
-    log.warning("Email activity of %s; its bookmark is unchanged, so it is read again later.", message)
+    log.info("Campaign %s: attempt %d of %d in this pass failed.", campaign_id, attempts, MAX_ATTEMPTS_PER_PASS)

@@ -18,7 +18,6 @@ The first run has no watermark and reads everything.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,7 +26,7 @@ import sqlalchemy as sa
 from mailchimp_provider.errors import MailchimpConfigError
 from mailchimp_provider.reverse import unsubscribes, watermarks
 from mailchimp_provider.reverse.config import EngagementConfig
-from mailchimp_provider.reverse.loading import LoadStats, merge_rows
+from mailchimp_provider.reverse.loading import LoadStats, chunks, merge_rows
 from mailchimp_provider.reverse.normalise import list_row, member_row, member_unsubscribe_row
 from mailchimp_provider.warehouse.tables import WarehouseTables
 
@@ -91,7 +90,7 @@ def pull_members(
             f"/lists/{list_id}/members", "members", params=params,
             page_size=config.members.page_size, sort_field="last_changed",
         )
-        for chunk in _chunks(items, config.members.page_size):
+        for chunk in chunks(items, config.members.page_size):
             rows = [member_row(item, list_id) for item in chunk]
             with engine.begin() as conn:
                 _load_member_page(conn, tables, list_id, rows, stats)
@@ -121,17 +120,6 @@ def _load_member_page(
     ]
     if left:
         stats.record(tables.table_name("unsubscribe"), unsubscribes.load(conn, tables, left))
-
-
-def _chunks(items: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    chunk: list[dict[str, Any]] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def pull_audiences(

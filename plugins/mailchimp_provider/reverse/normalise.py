@@ -377,6 +377,12 @@ def campaign_row(campaign: Mapping[str, Any], report: Mapping[str, Any] | None =
 
 
 # -- unsubscribes --------------------------------------------------------------------------------
+_UNSUBSCRIBE_CONSUMED: list[Path] = [
+    ("email_id",), ("email_address",), ("timestamp",), ("reason",), ("list_id",), ("campaign_id",),
+    ("list_is_active",),
+]
+
+
 def report_unsubscribe_row(obj: Mapping[str, Any], campaign_id: str) -> Row:
     """A ``GET /reports/{id}/unsubscribed`` item as a ``mailchimp_unsubscribe`` row."""
     email = obj.get("email_address")
@@ -398,6 +404,7 @@ def report_unsubscribe_row(obj: Mapping[str, Any], campaign_id: str) -> Row:
         "email_address": to_text(email, record, "email_address"),
         "reason": to_text(obj.get("reason"), record, "reason"),
         "source": "report",
+        "extra": leftovers(obj, _UNSUBSCRIBE_CONSUMED) or None,
     }
 
 
@@ -421,12 +428,31 @@ def member_unsubscribe_row(member: Row) -> Row:
         "email_address": member.get("email_address"),
         "reason": member.get("unsubscribe_reason"),
         "source": "member",
+        "extra": None,
     }
 
 
 # -- email activity (hot path) -------------------------------------------------------------------
-_ISO_FAST = datetime.fromisoformat
 _UTC = timezone.utc
+_ISO = datetime.fromisoformat
+# Fields that have a column (or say nothing new: ``list_is_active``, navigation links).
+_EMAIL_FIELDS = frozenset({"campaign_id", "list_id", "list_is_active", "email_id", "email_address", "activity", "_links"})
+_ITEM_FIELDS = frozenset({"action", "timestamp", "url", "ip", "type", "combination_id"})
+
+
+def _activity_time(raw: Any, address: Any, campaign: str) -> datetime:
+    """Mailchimp's ``YYYY-MM-DDTHH:MM:SS+00:00`` parses straight to an aware UTC datetime (C speed);
+    other offsets are converted, naive times taken as UTC; anything else is an error."""
+    try:
+        ts = _ISO(raw)
+    except (TypeError, ValueError):
+        raise NormalisationError(
+            f"email activity of {address!r} in campaign {campaign!r}", "activity.timestamp", raw,
+            "an ISO-8601 timestamp (part of the key)",
+        ) from None
+    if ts.tzinfo is _UTC:  # "+00:00" gives the timezone.utc singleton
+        return ts
+    return ts.replace(tzinfo=_UTC) if ts.tzinfo is None else ts.astimezone(_UTC)
 
 
 def activity_rows(email: Mapping[str, Any], campaign_id: str) -> Iterator[Row]:
@@ -434,7 +460,8 @@ def activity_rows(email: Mapping[str, Any], campaign_id: str) -> Iterator[Row]:
 
     An email record without ``activity`` (or with ``null``) has nothing to load and yields nothing:
     Mailchimp sends such records (airbyte#4787). ``url`` is ``''`` for actions without one and
-    ``bounce_type`` is the bounce's ``type`` (``hard``/``soft``).
+    ``bounce_type`` is the bounce's ``type`` (``hard``/``soft``). Fields without a column, of the
+    email record or of the item, go to ``extra`` (the item's win on a clash).
     """
     activity = email.get("activity")
     if not activity:
@@ -450,24 +477,18 @@ def activity_rows(email: Mapping[str, Any], campaign_id: str) -> Iterator[Row]:
         member_id = subscriber_hash(address)
     campaign = email.get("campaign_id") or campaign_id
     list_id = email.get("list_id")
+    email_extra = None if email.keys() <= _EMAIL_FIELDS else {k: v for k, v in email.items() if k not in _EMAIL_FIELDS}
     for item in activity:
-        raw_ts = item.get("timestamp")
-        try:
-            ts = _ISO_FAST(raw_ts)
-        except (TypeError, ValueError):
-            ts = None
-        if ts is None:
-            raise NormalisationError(
-                f"email activity of {address!r} in campaign {campaign!r}", "activity.timestamp", raw_ts,
-                "an ISO-8601 timestamp (part of the key)",
-            )
-        ts = ts.replace(tzinfo=_UTC) if ts.tzinfo is None else ts.astimezone(_UTC)
         action = item.get("action")
         if not action:
             raise NormalisationError(
                 f"email activity of {address!r} in campaign {campaign!r}", "activity.action", action,
                 "open, click or bounce",
             )
+        ts = _activity_time(item.get("timestamp"), address, campaign)
+        extra = email_extra
+        if not item.keys() <= _ITEM_FIELDS:
+            extra = {**(email_extra or {}), **{k: v for k, v in item.items() if k not in _ITEM_FIELDS}}
         yield {
             "campaign_id": campaign,
             "member_id": member_id,
@@ -479,4 +500,5 @@ def activity_rows(email: Mapping[str, Any], campaign_id: str) -> Iterator[Row]:
             "ip": item.get("ip") or None,
             "bounce_type": (item.get("type") or None) if action == "bounce" else None,
             "combination_id": item.get("combination_id") or None,
+            "extra": extra,
         }

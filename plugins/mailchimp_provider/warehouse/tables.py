@@ -360,6 +360,7 @@ class WarehouseTables:
             sa.Column("email_address", sa.Text),
             sa.Column("reason", sa.Text),
             sa.Column("source", sa.String(32)),  # "report" (reports/{id}/unsubscribed) or "member"
+            sa.Column("extra", JsonText),  # fields Mailchimp sent that have no column
             _synced_at(),
         )
 
@@ -426,6 +427,7 @@ class WarehouseTables:
             sa.Column("ip", sa.Text),
             sa.Column("bounce_type", sa.String(16)),
             sa.Column("combination_id", sa.Text),
+            sa.Column("extra", JsonText),  # fields Mailchimp sent that have no column
             _synced_at(),
             sa.Index(f"ix_{name}_member", "list_id", "member_id"),
         )

@@ -25,6 +25,13 @@ Semantics shared by all strategies:
 * an existing row whose update columns already hold the input values is not touched, so
   re-running a load writes nothing; write-time stamps (columns with an ``onupdate``:
   ``updated_at``, ``synced_at``) do not count as a change, so they mean "last changed".
+
+``upsert_counts`` is the same upsert, saying what it did: rows inserted, updated and left
+unchanged (the engagement pull logs these per table). PostgreSQL tells an insert from an update
+per row (``RETURNING xmax = 0``); SQLite counts the stored keys first; the generic strategy counts
+matched UPDATE rows where the driver reports them. ``new_keys=True`` is for loads whose keys are
+known to be absent (a campaign's first activity read): PostgreSQL then COPYs straight into the
+table, skipping the staging table and the conflict check; a broken promise fails on the key.
 """
 
 from __future__ import annotations
@@ -32,19 +39,40 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import io
+import operator
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from mailchimp_provider.warehouse.tables import UtcDateTime, to_utc
+from mailchimp_provider.warehouse.tables import JsonText, UtcDateTime, to_utc
 
 DEFAULT_CHUNK_SIZE = 50_000
 # Below this many rows a multi-row INSERT beats creating a staging table.
 COPY_THRESHOLD = 2_000
 
 Strategy = Literal["auto", "copy", "on_conflict", "generic"]
+
+
+@dataclass
+class UpsertCounts:
+    """What an upsert did: rows inserted (new keys), updated (values changed), unchanged."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def add(self, other: "UpsertCounts") -> None:
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+
+    @property
+    def written(self) -> int:
+        """Rows of the input after collapsing repeated keys."""
+        return self.inserted + self.updated + self.unchanged
 
 
 def upsert(
@@ -63,12 +91,46 @@ def upsert(
     (after collapsing repeated keys). ``strategy`` is for tests and benchmarks; ``auto`` picks
     as the module docstring says.
     """
+    return _upsert(conn, table, rows, key, update_columns, chunk_size, strategy, count=False, new_keys=False).written
+
+
+def upsert_counts(
+    conn: sa.Connection,
+    table: sa.Table,
+    rows: Iterable[dict[str, Any]],
+    key: Sequence[str],
+    update_columns: Sequence[str] | None = None,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    strategy: Strategy = "auto",
+    new_keys: bool = False,
+) -> UpsertCounts:
+    """``upsert`` that returns how many rows it inserted, updated and left unchanged.
+
+    ``new_keys=True`` promises that no key of ``rows`` is stored yet (check it in the same
+    transaction); see the module docstring.
+    """
+    return _upsert(conn, table, rows, key, update_columns, chunk_size, strategy, count=True, new_keys=new_keys)
+
+
+def _upsert(
+    conn: sa.Connection,
+    table: sa.Table,
+    rows: Iterable[dict[str, Any]],
+    key: Sequence[str],
+    update_columns: Sequence[str] | None,
+    chunk_size: int,
+    strategy: Strategy,
+    *,
+    count: bool,
+    new_keys: bool,
+) -> UpsertCounts:
     key = list(key)
     _check_key(table, key)
     if update_columns is not None:
         _check_columns(table, update_columns, what="update_columns")
 
-    written = 0
+    counts = UpsertCounts()
     for columns, group in _groups(_dedupe(rows, key, table)):
         _check_columns(table, columns, what="row")
         missing = [k for k in key if k not in columns]
@@ -78,21 +140,23 @@ def upsert(
         updates = [c for c in updates if c in columns]
         for start in range(0, len(group), chunk_size):
             chunk = group[start : start + chunk_size]
-            how = _choose(conn, len(chunk)) if strategy == "auto" else strategy
+            how = _choose(conn, len(chunk), new_keys) if strategy == "auto" else strategy
             if how == "copy":
-                _copy_merge(conn, table, chunk, list(columns), key, updates)
+                done = _copy_merge(conn, table, chunk, list(columns), key, updates, count=count, new_keys=new_keys)
             elif how == "on_conflict":
-                _on_conflict(conn, table, chunk, key, updates)
+                done = _on_conflict(conn, table, chunk, key, updates, count=count)
             else:
-                _generic(conn, table, chunk, key, updates)
-            written += len(chunk)
-    return written
+                done = _generic(conn, table, chunk, key, updates)
+            counts.add(done if done is not None else UpsertCounts(updated=len(chunk)))
+    return counts
 
 
-def _choose(conn: sa.Connection, n: int) -> Strategy:
+def _choose(conn: sa.Connection, n: int, new_keys: bool = False) -> Strategy:
     name = conn.dialect.name
     if name == "postgresql":
-        return "copy" if n >= COPY_THRESHOLD and conn.dialect.driver == "psycopg2" else "on_conflict"
+        # Straight COPY into the table has no staging cost, so it wins at any size.
+        big = n >= COPY_THRESHOLD or new_keys
+        return "copy" if big and conn.dialect.driver == "psycopg2" else "on_conflict"
     return "on_conflict" if name == "sqlite" else "generic"
 
 
@@ -124,21 +188,27 @@ def _check_columns(table: sa.Table, columns: Iterable[str], *, what: str) -> Non
         )
 
 
-def _key_function(table: sa.Table, key: list[str]) -> Any:
-    """row -> its key as the database compares it (a timestamp string and a datetime match)."""
-    timestamps = {k for k in key if isinstance(table.c[k].type, UtcDateTime)}
+def _key_function(table: sa.Table, key: list[str], rows: list[dict[str, Any]] | None = None) -> Any:
+    """row -> its key as the database compares it (a timestamp string and a datetime match).
+
+    Aware datetimes already compare and hash by instant, so when every timestamp key of ``rows``
+    is one (what the normalisers produce), the key is read as is.
+    """
+    get = operator.itemgetter(*key) if len(key) > 1 else (lambda row, _k=key[0]: row[_k])
+    timestamps = [k for k in key if isinstance(table.c[k].type, UtcDateTime)]
     if not timestamps:
-        if len(key) == 1:
-            only = key[0]
-            return lambda row: row[only]
-        return lambda row: tuple(row[k] for k in key)
+        return get
+    if rows is not None and all(
+        type(v) is _dt.datetime and v.tzinfo is not None for k in timestamps for v in [row[k] for row in rows]
+    ):
+        return get
     return lambda row: tuple(to_utc(row[k]) if k in timestamps else row[k] for k in key)
 
 
 def _dedupe(rows: Iterable[dict[str, Any]], key: list[str], table: sa.Table) -> list[dict[str, Any]]:
     rows = rows if isinstance(rows, list) else list(rows)
-    ident = _key_function(table, key)
     try:
+        ident = _key_function(table, key, rows)
         by_key = {ident(row): row for row in rows}  # the last row of a repeated key wins
     except KeyError as exc:
         i = next(i for i, row in enumerate(rows) if exc.args[0] not in row)
@@ -191,9 +261,16 @@ def _changed(table: sa.Table, updates: list[str], new: Callable[[str], Any]) -> 
 
 
 def _on_conflict(
-    conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], key: list[str], updates: list[str]
-) -> None:
-    if conn.dialect.name == "postgresql":
+    conn: sa.Connection,
+    table: sa.Table,
+    rows: list[dict[str, Any]],
+    key: list[str],
+    updates: list[str],
+    *,
+    count: bool = False,
+) -> UpsertCounts | None:
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
@@ -212,10 +289,35 @@ def _on_conflict(
         )
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=key)
-    if conn.dialect.name == "postgresql" and conn.dialect.insert_executemany_returning:
+    if count and postgres:
+        # One flag per row written: xmax = 0 for an insert; unchanged rows return nothing.
+        flags = conn.execute(stmt.returning(sa.literal_column("(xmax = 0)")), rows).scalars().all()
+        inserted = sum(1 for f in flags if f)
+        return UpsertCounts(inserted, len(flags) - inserted, len(rows) - len(flags))
+    if count:
+        stored = _count_stored(conn, table, rows, key)
+        touched = len(conn.execute(stmt.returning(sa.literal_column("1")), rows).all())
+        inserted = len(rows) - stored
+        return UpsertCounts(inserted, touched - inserted, len(rows) - touched)
+    if postgres and conn.dialect.insert_executemany_returning:
         conn.execute(stmt.returning(table.c[key[0]]), rows).close()
     else:
         conn.execute(stmt, rows)
+    return None
+
+
+def _count_stored(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], key: list[str]) -> int:
+    """How many of the rows' keys are stored (pages of 200 keys; row values on composite keys)."""
+    found = 0
+    cols = [table.c[k] for k in key]
+    for start in range(0, len(rows), 200):
+        part = rows[start : start + 200]
+        if len(key) == 1:
+            cond = cols[0].in_([r[key[0]] for r in part])
+        else:
+            cond = sa.tuple_(*cols).in_([tuple(r[k] for k in key) for r in part])
+        found += int(conn.execute(sa.select(sa.func.count()).select_from(table).where(cond)).scalar_one())
+    return found
 
 
 def _copy_merge(
@@ -225,8 +327,14 @@ def _copy_merge(
     columns: list[str],
     key: list[str],
     updates: list[str],
-) -> None:
-    """PostgreSQL + psycopg2: COPY the rows into a temporary table, merge with ON CONFLICT."""
+    *,
+    count: bool = False,
+    new_keys: bool = False,
+) -> UpsertCounts | None:
+    """PostgreSQL + psycopg2: COPY the rows into a temporary table, merge with ON CONFLICT.
+
+    With ``new_keys`` the rows are COPYed straight into ``table`` (no stage, no conflict check).
+    """
     defaults = _python_values(table, columns, "default")
     refresh = _python_values(table, columns, "onupdate") if updates else {}
     constants = {**defaults, **refresh}  # on insert, onupdate columns take their fresh value
@@ -234,57 +342,117 @@ def _copy_merge(
 
     prep = conn.dialect.identifier_preparer
     target = prep.format_table(table)
-    stage = prep.quote(f"_mc_stage_{uuid.uuid4().hex[:12]}")
     cols_sql = ", ".join(prep.quote(c) for c in all_columns)
-
-    processors = [table.c[c].type._cached_bind_processor(conn.dialect) for c in columns]
     tail = "".join(
         "\t" + _copy_text(_bind(table, c, v, conn.dialect), table, c)
         for c, v in constants.items()
         if c not in columns
     )
-    lines = []
-    for row in rows:
-        fields = []
-        for col, proc in zip(columns, processors):
-            value = row[col]
-            if proc is not None:
-                value = proc(value)
-            if value is None:
-                fields.append("\\N")
-            elif type(value) is str:
-                fields.append(value.translate(_COPY_ESCAPES) if "\\" in value or not value.isprintable() else value)
-            else:
-                fields.append(_copy_text(value, table, col, row, key))
-        lines.append("\t".join(fields) + tail)
-    buf = io.StringIO("\n".join(lines) + "\n")
-    del lines
-
-    if updates:
-        assignments = [*updates, *(c for c in refresh if c not in updates)]
-        conflict = "DO UPDATE SET " + ", ".join(
-            f"{prep.quote(c)} = EXCLUDED.{prep.quote(c)}" for c in assignments
-        )
-        compared = _compared(table, updates)
-        if compared:
-            conflict += " WHERE " + " OR ".join(
-                f"_t.{prep.quote(c)} IS DISTINCT FROM EXCLUDED.{prep.quote(c)}" for c in compared
-            )
-    else:
-        conflict = "DO NOTHING"
-    key_sql = ", ".join(prep.quote(k) for k in key)
+    buf = _copy_buffer(table, rows, columns, key, tail, conn.dialect)
 
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(f"CREATE TEMPORARY TABLE {stage} AS SELECT {cols_sql} FROM {target} WITH NO DATA")
-        cursor.copy_expert(f"COPY {stage} ({cols_sql}) FROM STDIN", buf)
-        cursor.execute(
+        if new_keys:
+            cursor.copy_expert(f"COPY {target} ({cols_sql}) FROM STDIN", buf)
+            return UpsertCounts(inserted=len(rows))
+        if updates:
+            assignments = [*updates, *(c for c in refresh if c not in updates)]
+            conflict = "DO UPDATE SET " + ", ".join(
+                f"{prep.quote(c)} = EXCLUDED.{prep.quote(c)}" for c in assignments
+            )
+            compared = _compared(table, updates)
+            if compared:
+                conflict += " WHERE " + " OR ".join(
+                    f"_t.{prep.quote(c)} IS DISTINCT FROM EXCLUDED.{prep.quote(c)}" for c in compared
+                )
+        else:
+            conflict = "DO NOTHING"
+        key_sql = ", ".join(prep.quote(k) for k in key)
+        stage = prep.quote(f"_mc_stage_{uuid.uuid4().hex[:12]}")
+        merge = (
             f"INSERT INTO {target} AS _t ({cols_sql}) SELECT {cols_sql} FROM {stage} "
             f"ON CONFLICT ({key_sql}) {conflict}"
         )
+        cursor.execute(f"CREATE TEMPORARY TABLE {stage} AS SELECT {cols_sql} FROM {target} WITH NO DATA")
+        cursor.copy_expert(f"COPY {stage} ({cols_sql}) FROM STDIN", buf)
+        counts = None
+        if count:
+            cursor.execute(
+                f"WITH _w AS ({merge} RETURNING (_t.xmax = 0) AS _inserted) "
+                "SELECT count(*) FILTER (WHERE _inserted), count(*) FROM _w"
+            )
+            inserted, written = cursor.fetchone()
+            counts = UpsertCounts(inserted, written - inserted, len(rows) - written)
+        else:
+            cursor.execute(merge)
         cursor.execute(f"DROP TABLE {stage}")
+        return counts
     finally:
         cursor.close()
+
+
+def _copy_buffer(
+    table: sa.Table, rows: list[dict[str, Any]], columns: list[str], key: list[str], tail: str, dialect: sa.Dialect
+) -> io.StringIO:
+    """The rows in COPY text format, written straight into one buffer (no per-row lists kept).
+
+    Hot loop (a million rows per activity load): NULLs and strings that need no escaping (no
+    backslash, tab or line break), of columns that bind strings unchanged, are placed without a
+    function call; every other value goes through its column's formatter.
+    """
+    formatters = [_copy_formatter(table, c, dialect) for c in columns]
+    verbatim = [_binds_text_verbatim(table.c[c], dialect) for c in columns]
+    specs = list(zip(verbatim, formatters))
+    get = operator.itemgetter(*columns) if len(columns) > 1 else (lambda row, _c=columns[0]: (row[_c],))
+    buf = io.StringIO()
+    write = buf.write
+    end = tail + "\n"
+    try:
+        for row in rows:
+            write("\t".join([
+                v if (same and v.__class__ is str and "\\" not in v and v.isprintable())
+                else ("\\N" if v is None else fmt(v))
+                for v, (same, fmt) in zip(get(row), specs)
+            ]))
+            write(end)
+    except TypeError:
+        # Say which row: format the failing row again, the slow way, naming its key.
+        for column in columns:
+            _copy_text(_bind(table, column, row[column], dialect), table, column, row, key)
+        raise
+    buf.seek(0)
+    return buf
+
+
+def _binds_text_verbatim(column: sa.Column, dialect: sa.Dialect) -> bool:
+    """True when a ``str`` value reaches the database unchanged (no bind processing, or JSON text)."""
+    return column.type._cached_bind_processor(dialect) is None or isinstance(column.type, JsonText)
+
+
+def _copy_formatter(table: sa.Table, column: str, dialect: sa.Dialect) -> Callable[[Any], str]:
+    """``value -> COPY field`` for one column: its bind processing, then COPY escaping.
+
+    The common values skip the generic path: plain strings need escaping only when they hold a
+    backslash or a control character, and aware UTC datetimes are already what ``UtcDateTime``
+    would bind.
+    """
+    proc = table.c[column].type._cached_bind_processor(dialect)
+    utc_column = isinstance(table.c[column].type, UtcDateTime)
+    utc = _dt.timezone.utc
+
+    def fmt(value: Any) -> str:
+        if value is None:
+            return "\\N"
+        kind = type(value)
+        if kind is str and proc is None:
+            return value.translate(_COPY_ESCAPES) if "\\" in value or not value.isprintable() else value
+        if utc_column and kind is _dt.datetime and value.tzinfo is utc:
+            return value.isoformat()
+        if proc is not None:
+            value = proc(value)
+        return _copy_text(value, table, column)
+
+    return fmt
 
 
 def _bind(table: sa.Table, column: str, value: Any, dialect: sa.Dialect) -> Any:
@@ -318,11 +486,12 @@ def _copy_text(
 
 def _generic(
     conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], key: list[str], updates: list[str]
-) -> None:
+) -> UpsertCounts:
     ident = _key_function(table, key)
     existing = _existing_keys(conn, table, rows, key)
     to_update = [r for r in rows if ident(r) in existing]
     to_insert = [r for r in rows if ident(r) not in existing]
+    updated = 0
     if to_update and updates:
         # bind names must differ from column names in an executemany UPDATE
         where = sa.and_(*(table.c[k] == sa.bindparam(f"_key_{k}") for k in key))
@@ -334,9 +503,12 @@ def _generic(
         params = [
             {**{f"_key_{k}": r[k] for k in key}, **{f"_new_{c}": r[c] for c in updates}} for r in to_update
         ]
-        conn.execute(sa.update(table).where(where).values(values), params)
+        result = conn.execute(sa.update(table).where(where).values(values), params)
+        # Rows matched (changed) when the driver can tell for an executemany; else an upper bound.
+        updated = result.rowcount if conn.dialect.supports_sane_multi_rowcount else len(to_update)
     if to_insert:
         conn.execute(sa.insert(table), to_insert)
+    return UpsertCounts(len(to_insert), updated, len(to_update) - updated)
 
 
 def _existing_keys(
