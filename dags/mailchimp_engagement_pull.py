@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Asset
 
+from mailchimp_provider.dag_defaults import POOL_COMMAND, default_args
 from mailchimp_provider.operators.engagement import (
     MailchimpAudiencePullOperator,
     MailchimpCampaignPullOperator,
@@ -19,11 +20,8 @@ from mailchimp_provider.reverse.config import EngagementConfig, config_path, loa
 from mailchimp_provider.warehouse.tables import WarehouseTables
 
 DAG_ID = "mailchimp_engagement_pull"
-POOL = "mailchimp_api"
-"""Shared by every Mailchimp task (forward and reverse): Mailchimp allows 10 connections per key.
-Create it once: ``airflow pools set mailchimp_api 8 "Mailchimp API: 10 connections per key"``."""
 
-DOC = """
+DOC = f"""
 ### Mailchimp engagement pull
 
 Reads Mailchimp into the warehouse tables analysts query next to orders (columns follow the
@@ -48,7 +46,7 @@ Fivetran Mailchimp schema, so `fivetran/dbt_mailchimp`-style models work):
 
 Configuration: `include/engagement_pull.yaml` (or `$MAILCHIMP_ENGAGEMENT_PULL_CONFIG`): which
 audiences, the recent-campaign window, lookbacks, batch chunk size.
-Needs the pool `mailchimp_api`: `airflow pools set mailchimp_api 8 "Mailchimp API: 10 connections per key"`.
+Needs the pool `mailchimp_api` (slots x the hook's `max_in_flight` <= 10): `{POOL_COMMAND}`.
 """
 
 
@@ -85,11 +83,7 @@ def build_dag(
         max_active_runs=1,
         doc_md=DOC,
         tags=["mailchimp", "engagement", "reverse"],
-        default_args={
-            "retries": retries,
-            "retry_delay": retry_delay,
-            "pool": POOL,
-        },
+        default_args=default_args(retries=retries, retry_delay=retry_delay),
     ) as dag:
         audiences = MailchimpAudiencePullOperator(
             task_id="pull_audiences",

@@ -220,3 +220,28 @@ def _ensure_pool() -> None:
     from airflow.models.pool import Pool
 
     Pool.create_or_update_pool("mailchimp_api", 8, "Mailchimp API: 10 connections per key", include_deferred=False)
+
+
+def assert_unchanged_check_agrees_with_the_plan(h: SyncHarness) -> int:
+    """For every source row, the rules' cheap no-change check (a digest per record, used by the
+    engine to skip full planning) must clear exactly the rows the full plan finds unchanged, with
+    no operation and no skip. Returns how many rows it cleared."""
+    from mailchimp_provider.config import load_audience_config
+    from mailchimp_provider.sync.audience import AudienceRules
+    from mailchimp_provider.sync.engine import RunContext, SyncEngine
+
+    rules = AudienceRules(config=load_audience_config(h.config_path), list_id=h.list_id())
+    engine = SyncEngine(h.db, h.tables, rules, RunContext(run_id="unchanged-check"))
+    engine.prepare()
+    cleared = 0
+    for rows in engine.source_chunks():
+        ids = [str(r[rules.key_column]) for r in rows]
+        states, digests = engine.load_states(ids), engine.load_digests(ids)
+        assert set(states) == set(digests)
+        for plan, row in zip(rules.plan(engine, rows, states, engine.ctx), rows):
+            planned_unchanged = plan.unchanged and not plan.ops and not plan.skips
+            digest = digests.get(plan.record_id)
+            fast = digest is not None and rules.is_unchanged(plan.record_id, row, digest, engine.ctx)
+            assert fast == planned_unchanged, (plan.record_id, plan, digest)
+            cleared += fast
+    return cleared

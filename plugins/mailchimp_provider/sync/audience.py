@@ -57,6 +57,7 @@ from mailchimp_provider.sync.engine import (
     RecordPlan,
     RunContext,
     Skip,
+    StateDigest,
     StateRow,
     failure_reason,
     payload_hash,
@@ -113,6 +114,8 @@ def truthy(value: Any) -> bool:
 def _text(value: Any) -> str:
     if value is None:
         return ""
+    if type(value) is str:  # the common case, first: this runs for every column of every row
+        return value.strip()
     if isinstance(value, datetime):
         return value.date().isoformat()
     if isinstance(value, (date, Decimal)):
@@ -333,14 +336,7 @@ class AudienceRules(EntityRules):
             known = self._known(state, members, path_hash)
             return self._plan_no_marketing(record_id, state, known, path_hash, email, ctx)
 
-        fields = {
-            tag: value
-            for tag, spec in cfg.merge_fields.items()
-            if (spec.guests or not guest) and (value := merge_value(spec, row)) is not None
-        }
-        tags = [] if guest else desired_tags(cfg, row)
-        content = {"list": self.list_id, "email": email, "merge_fields": fields, "opt_in": opt_in, "guest": guest}
-        content_hash = payload_hash(content)
+        fields, tags, content_hash = self._member_content(row, email, opt_in, guest)
         managed = set(state.tags_managed) if state is not None else set()
         if (not ctx.full_refresh and state is not None and state.payload_hash == content_hash
                 and (set(tags) == managed or state.mailchimp_id is None)):
@@ -372,6 +368,51 @@ class AudienceRules(EntityRules):
             plan.ops.append(self._tags_op(record_id, state, email, tags, managed))
         plan.unchanged = not plan.ops
         return plan
+
+    def _member_content(
+        self, row: dict[str, Any], email: str, opt_in: bool, guest: bool
+    ) -> tuple[dict[str, Any], list[str], str]:
+        """``(merge fields, tags, content hash)`` of a member write. The hash covers the member
+        content (email, merge fields, consent flags, list), not the operation."""
+        cfg = self.config
+        fields = {
+            tag: value
+            for tag, spec in cfg.merge_fields.items()
+            if (spec.guests or not guest) and (value := merge_value(spec, row)) is not None
+        }
+        tags = [] if guest else desired_tags(cfg, row)
+        content = {"list": self.list_id, "email": email, "merge_fields": fields, "opt_in": opt_in, "guest": guest}
+        return fields, tags, payload_hash(content)
+
+    # -- the no-change check -------------------------------------------------------------------
+    supports_unchanged_check = True
+
+    def is_unchanged(self, record_id: str, row: dict[str, Any], digest: StateDigest, ctx: RunContext) -> bool:
+        """:meth:`_plan_row`'s "unchanged" answer from a digest, for plain rows only: a row that
+        takes any other path first (erasure, erased, bad or duplicate email, no_marketing) is left
+        to the full plan, so its skip or operation is recorded exactly as before."""
+        if digest.status == ERASED or digest.payload_hash is None:
+            return False
+        cfg = self.config
+        email = normalise_email(row.get(cfg.source.email_column))
+        data = ctx.data
+        if (not email or record_id in data.get("erase_by_customer", ()) or email in data.get("erase_by_email", ())
+                or not is_valid_email(email)):
+            return False
+        winner = data.get("duplicates", {}).get(email)
+        if winner and winner[0] != record_id:
+            return False
+        if truthy(row.get(cfg.consent.no_marketing_column)):
+            return False
+        tombstones = data.get("tombstones")
+        if tombstones and subscriber_hash(email) in tombstones:
+            return False
+        opt_in = truthy(row.get(cfg.consent.opt_in_column))
+        guest = truthy(row.get(cfg.consent.guest_column))
+        _, tags, content_hash = self._member_content(row, email, opt_in, guest)
+        if digest.payload_hash != content_hash:
+            return False
+        return digest.mailchimp_id is None or frozenset(tags) == digest.tags_managed
 
     def _known(self, state: StateRow | None, members: dict[str, tuple[str | None, datetime | None]], member_hash: str) -> _Known:
         known = _Known()
@@ -548,7 +589,12 @@ class AudienceRules(EntityRules):
                     new_state["tags_managed"] = []
                 if op.action == "create" and status and status != op.body.get("status_if_new"):
                     decision = f"kept {status} (already in Mailchimp; status never raised)"
-            return Outcome(OUTCOME_OK, op.action if op else "update", status_decision=decision, state=new_state, extra=extra)
+            # Final unless the member's managed tags still differ from the wanted ones (then the
+            # next pass sends the tags write).
+            managed = new_state["tags_managed"] if "tags_managed" in new_state else (state.tags_managed if state else [])
+            final = op is not None and set(op.context.get("tags") or []) == set(managed)
+            return Outcome(OUTCOME_OK, op.action if op else "update", status_decision=decision, state=new_state,
+                           extra=extra, follow_up=not final)
         title = result.title or ""
         if title == "Member In Compliance State":
             return Outcome(OUTCOME_SKIPPED, "compliance_state", terminal=True,
@@ -572,7 +618,8 @@ class AudienceRules(EntityRules):
 
     def _interpret_tags(self, op: PlannedOp | None, result: "OperationResult") -> Outcome:
         if result.ok:
-            return Outcome(OUTCOME_OK, "tags", state={"tags_managed": op.context["tags"]} if op else {})
+            return Outcome(OUTCOME_OK, "tags", state={"tags_managed": op.context["tags"]} if op else {},
+                           follow_up=op is None)
         if result.status_code == 404:
             # the member is gone from Mailchimp: forget the confirmed write so it is created again
             return Outcome(OUTCOME_FAILED, "member_not_found", state={"payload_hash": None, "mailchimp_id": None})
@@ -582,11 +629,11 @@ class AudienceRules(EntityRules):
         if result.ok:
             body = result.body if isinstance(result.body, dict) else {}
             return Outcome(OUTCOME_OK, "unsubscribe", state={"status": body.get("status", "unsubscribed")},
-                           extra={"opt_in": False, "no_marketing": True})
+                           extra={"opt_in": False, "no_marketing": True}, follow_up=False)
         if result.status_code == 404:
             return Outcome(OUTCOME_OK, "not_in_audience", state={"status": None, "mailchimp_id": None},
                            extra={"opt_in": False, "no_marketing": True},
-                           status_decision="nothing to unsubscribe: not in the audience")
+                           status_decision="nothing to unsubscribe: not in the audience", follow_up=False)
         return Outcome(OUTCOME_FAILED, failure_reason(result))
 
     def _interpret_erase(self, op: PlannedOp | None, ref: OpRef, result: "OperationResult") -> Outcome:
@@ -606,7 +653,7 @@ class AudienceRules(EntityRules):
             if member:
                 tombstone["mailchimp_id"] = member
             reason = "erase" if result.ok else "erase_not_in_audience"
-            return Outcome(OUTCOME_OK, reason, state=tombstone, status_decision="permanently deleted")
+            return Outcome(OUTCOME_OK, reason, state=tombstone, status_decision="permanently deleted", follow_up=False)
         return Outcome(OUTCOME_FAILED, failure_reason(result))
 
 

@@ -13,14 +13,19 @@ engine supplies everything that is the same for every entity:
   generator keeps the scan position (an optimisation, never a source of truth), and
   :meth:`SyncEngine.prefetch` plans the next batch while Mailchimp works on the current one. A pass
   that sends something is followed by another pass over just the records it sent (follow-up
-  operations such as tags that need the member to exist first); passes are capped at
+  operations such as tags that need the member to exist first), minus those whose every answer
+  the rules called final (``Outcome.follow_up=False``); passes are capped at
   :data:`MAX_PASSES`, and the next pass starts only once every result of the previous is applied.
 * **Operation ids** are ``<entity>:<record_id>:<payload hash>:<step>`` (see :class:`OpRef`): a
   result maps back to its record, the payload it carried and the kind of write without any
   extra state. Record ids may contain ``:``; the id is split from both ends.
 * **Change detection.** Rules hash the outgoing payload with :func:`payload_hash`; ``sync_state``
   keeps the hash Mailchimp confirmed. Unchanged records cost no API call and get no result row.
-  ``full_refresh`` makes rules plan every record again.
+  ``full_refresh`` makes rules plan every record again. Rules that implement
+  :meth:`EntityRules.is_unchanged` clear unchanged rows from a :class:`StateDigest` (hash, id,
+  status, managed tags: no JSON decoding, no timestamps) read per chunk; only the rest get full
+  :class:`StateRow` objects and :meth:`EntityRules.plan`, so a no-change rerun costs the source
+  scan and one hash per row.
 * **Bookkeeping** (:meth:`SyncEngine.apply_results`). Per operation result, one ``sync_result`` row
   (``ok``/``failed``/``skipped``; HTTP status, error title/detail, field errors, batch id) and an
   updated ``sync_state`` row, committed together per batch. ``sync_state``'s confirmed columns
@@ -64,9 +69,10 @@ import json
 import logging
 import re
 from collections import Counter
+from functools import lru_cache
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple, Sequence
 
 import sqlalchemy as sa
 
@@ -264,6 +270,19 @@ class StateRow:
         )
 
 
+class StateDigest(NamedTuple):
+    """The few ``sync_state`` facts a no-change check needs, read without decoding the row.
+
+    A no-change rerun reads one digest per source row instead of a :class:`StateRow` (no JSON
+    decoding of ``extra``, no timestamp conversion), so its cost is the source scan and the hash.
+    """
+
+    payload_hash: str | None
+    mailchimp_id: str | None
+    status: str | None
+    tags_managed: frozenset[str]
+
+
 @dataclass
 class Outcome:
     """How the rules read one operation result.
@@ -280,6 +299,10 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
     terminal: bool = False
     detail: str | None = None
+    follow_up: bool = True
+    """False when the rules know a confirmed write leaves this record nothing to do in a later
+    pass of the run (e.g. a member created with its tags): it is then not planned again in this
+    process. True (the safe default) re-plans it in the next pass."""
 
 
 @dataclass
@@ -349,6 +372,17 @@ class EntityRules:
         """One :class:`RecordPlan` per row of a source chunk."""
         raise NotImplementedError
 
+    supports_unchanged_check: bool = False
+    """Set by rules that implement :meth:`is_unchanged`: the engine then reads a
+    :class:`StateDigest` per row first and plans (with full :class:`StateRow` objects) only the
+    rows the check cannot clear."""
+
+    def is_unchanged(self, record_id: str, row: dict[str, Any], digest: StateDigest, ctx: RunContext) -> bool:
+        """True when :meth:`plan` would certainly return ``RecordPlan(unchanged=True)`` (no
+        operation, no skip) for this row. Called only for records with a ``sync_state`` row and
+        never in a full refresh; False is always safe (the row is planned fully)."""
+        return False
+
     def plan_extra(
         self, engine: "SyncEngine", ctx: RunContext, record_ids: Sequence[str] | None = None
     ) -> Iterator[RecordPlan]:
@@ -414,6 +448,10 @@ class SyncEngine:
         self._settled: set[str] = set()
         """Records with a write settled (ok or failed) in this run: a later pass may see them as
         skips (e.g. erased), which must not add a second row for them."""
+        self._finished: set[str] = set()
+        self._follow_up: set[str] = set()
+        """Records answered in the current pass: ``_finished`` those whose every answer was an
+        ``ok`` the rules call final (``Outcome.follow_up`` False); ``_follow_up`` the rest."""
 
     # -- planning ----------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -460,6 +498,7 @@ class SyncEngine:
         only: set[str] | None = None  # pass 1 plans every record; later passes only those just sent
         for pass_no in range(1, MAX_PASSES + 1):
             stats = _PassStats()
+            self._finished, self._follow_up = set(), set()
             failed = self.failed_in_run()
             self._settled = self.answered_in_run()
             if self.ctx.full_refresh:  # resend everything once, not once per pass
@@ -485,10 +524,14 @@ class SyncEngine:
                 self._last_full_pass = stats
             if stats.ops == 0:
                 return
+            yield _PASS_END  # resumed once every result of this pass is applied
             # Only a record written in this pass can need a follow-up (e.g. its tags once the
-            # member exists): everything else was planned already and found nothing to do.
-            only = sent
-            yield _PASS_END
+            # member exists): everything else was planned already and found nothing to do. Of
+            # those, records the rules called final need nothing either.
+            only = sent - (self._finished - self._follow_up)
+            if not only:
+                log.info("%s: every write of pass %d was final; no follow-up pass", self.entity, pass_no)
+                return
         log.warning(
             "%s: stopped after %d planning passes with operations still planned; the next run "
             "continues (this happens when results are lost, e.g. an expired batch)", self.entity, MAX_PASSES,
@@ -500,17 +543,37 @@ class SyncEngine:
         """Plans for every source record and extra record (or those in ``only``), filtered by this
         run's failures and quarantine; skips are recorded (once per process) as the chunks go by."""
         key = self.rules.key_column
+        rules, ctx = self.rules, self.ctx
+        check = rules.supports_unchanged_check and not ctx.full_refresh
         for rows in self.source_chunks():
+            stats.records += len(rows)
             if only is not None:
-                stats.records += len(rows)
                 rows = [r for r in rows if str(r[key]) in only]
                 if not rows:
                     continue
-                stats.records -= len(rows)
             ids = [str(r[key]) for r in rows]
-            states = self.load_states(ids)
-            plans = [self._filter(p, states.get(p.record_id), failed) for p in self.rules.plan(self, rows, states, self.ctx)]
-            stats.records += len(rows)
+            if check:
+                # The no-change path: a compact digest per record, and a full plan only for rows
+                # the rules cannot clear from it (changed, new, or taking a special path).
+                digests = self.load_digests(ids)
+                kept_rows: list[dict[str, Any]] = []
+                known: list[str] = []
+                for record_id, row in zip(ids, rows):
+                    digest = digests.get(record_id)
+                    if digest is None:
+                        kept_rows.append(row)
+                    elif rules.is_unchanged(record_id, row, digest, ctx):
+                        stats.unchanged += 1
+                    else:
+                        kept_rows.append(row)
+                        known.append(record_id)
+                if not kept_rows:
+                    continue
+                rows = kept_rows
+                states = self.load_states(known) if known else {}
+            else:
+                states = self.load_states(ids)
+            plans = [self._filter(p, states.get(p.record_id), failed) for p in rules.plan(self, rows, states, ctx)]
             if record_skips:
                 self._record_skips(plans)
             for plan in plans:
@@ -582,6 +645,22 @@ class SyncEngine:
                 for row in conn.execute(stmt, {"ids": part}):
                     state = StateRow.from_row(row)
                     out[state.record_id] = state
+        return out
+
+    def load_digests(self, record_ids: Sequence[str]) -> dict[str, StateDigest]:
+        """A :class:`StateDigest` per ``sync_state`` row of this entity among ``record_ids``."""
+        table = self.tables.sync_state
+        out: dict[str, StateDigest] = {}
+        if not record_ids:
+            return out
+        stmt = sa.select(
+            table.c.record_id, table.c.payload_hash, table.c.mailchimp_id, table.c.status,
+            sa.type_coerce(table.c.tags_managed, sa.Text),
+        ).where(table.c.entity == self.entity, table.c.record_id.in_(sa.bindparam("ids", expanding=True)))
+        with self.db.connect() as conn:
+            for part in _chunks(list(record_ids), STATE_LOOKUP_CHUNK):
+                for record_id, hash_, mailchimp_id, status, tags in conn.execute(stmt, {"ids": part}).fetchall():
+                    out[record_id] = StateDigest(hash_, mailchimp_id, status, _tag_set(tags))
         return out
 
     def failed_in_run(self) -> set[tuple[str, str]]:
@@ -680,6 +759,10 @@ class SyncEngine:
             new_state = self._next_state(ref, state, outcome, result, now)
             states[ref.record_id] = new_state
             counts[outcome.outcome] += 1
+            if outcome.outcome == OUTCOME_OK and not outcome.follow_up:
+                self._finished.add(ref.record_id)
+            else:
+                self._follow_up.add(ref.record_id)
             result_rows.append(
                 self._result_row(
                     ref.record_id,
@@ -950,6 +1033,12 @@ def source_sql(name: str) -> str:
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+@lru_cache(maxsize=4096)
+def _tag_set(value: str | None) -> frozenset[str]:
+    """``tags_managed`` JSON text as a set; memoised, as a few tag combinations cover most rows."""
+    return frozenset(_json_list(value))
 
 
 def _json_list(value: Any) -> list[str]:
