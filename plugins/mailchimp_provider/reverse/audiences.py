@@ -1,7 +1,7 @@
 """Lists and members, incrementally by ``last_changed``; list-level unsubscribes from member statuses.
 
 Members are read per list in two walks, both sorted by ``last_changed`` ascending and bounded by
-``before_last_changed = <walk start>``:
+``before_last_changed`` = the second after the walk starts:
 
 * every member except archived ones (Mailchimp's default), and
 * ``status=archived``: archiving does not delete, and the forward sync must know about it.
@@ -18,7 +18,7 @@ The first run has no watermark and reads everything.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -73,7 +73,9 @@ def pull_members(
     walk_start = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     with engine.connect() as conn:
         mark = watermarks.get_timestamp(conn, tables, watermarks.MEMBERS, list_id)
-    window: dict[str, str] = {"before_last_changed": mailchimp_time(walk_start)}
+    # ``before_last_changed`` is exclusive and has second precision: bound it at the next whole
+    # second, or a change made earlier in the walk's own second would wait for the next run.
+    window: dict[str, str] = {"before_last_changed": mailchimp_time(walk_start + timedelta(seconds=1))}
     if mark is not None:
         window["since_last_changed"] = mailchimp_time(mark - config.members.lookback)
     log.info(
