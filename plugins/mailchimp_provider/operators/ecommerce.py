@@ -16,25 +16,19 @@ others return at once; the dependency checks still apply).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from mailchimp_provider.operators.base import MailchimpBatchLifecycleOperator
+from mailchimp_provider.operators.sync import MailchimpSyncOperator, flag
 from mailchimp_provider.sync.ecommerce_config import ENTITIES
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from mailchimp_provider.batches.results import OperationResult
     from mailchimp_provider.sync.ecommerce_config import EcommerceSyncConfig
-    from mailchimp_provider.sync.engine import SyncEngine
+    from mailchimp_provider.sync.engine import RunContext, SyncEngine, SyncSettings
+    from mailchimp_provider.warehouse.tables import WarehouseTables
 
 __all__ = ["MailchimpEcommerceSyncOperator", "selected_entities"]
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
 
 
 def selected_entities(value: Any) -> tuple[str, ...]:
@@ -54,7 +48,7 @@ def selected_entities(value: Any) -> tuple[str, ...]:
     return tuple(e for e in ENTITIES if e in wanted)
 
 
-class MailchimpEcommerceSyncOperator(MailchimpBatchLifecycleOperator):
+class MailchimpEcommerceSyncOperator(MailchimpSyncOperator):
     """Sync one e-commerce entity into the configured store (see the module docstring).
 
     :param entity: ``customer``, ``product``, ``promo_rule``, ``promo_code`` or ``order``.
@@ -82,113 +76,45 @@ class MailchimpEcommerceSyncOperator(MailchimpBatchLifecycleOperator):
 
         if entity not in ENTITIES:
             raise ValueError(f"entity must be one of {', '.join(ENTITIES)}, got {entity!r}")
-        config = load_ecommerce_config(config_path)
-        kwargs.setdefault("mailchimp_conn_id", config.mailchimp_conn_id)
-        kwargs.setdefault("warehouse_conn_id", config.warehouse_conn_id)
-        kwargs.setdefault("table_prefix", config.table_prefix)
-        kwargs.setdefault("table_schema", config.table_schema)
-        kwargs.setdefault("max_operations_per_batch", config.sync.max_operations_per_batch)
-        kwargs.setdefault("poll_interval", config.sync.poll_interval)
-        kwargs.setdefault("stall_timeout", config.sync.stall_timeout)
-        # Rounds are bounded by the engine's passes; the base class's guard only catches a planner
-        # that never ends (100k orders at 10k operations per batch are 10+ rounds).
-        kwargs.setdefault("max_rounds", 100_000)
-        super().__init__(**kwargs)
+        super().__init__(
+            config=load_ecommerce_config(config_path),
+            config_path=config_path,
+            full_refresh=full_refresh,
+            dry_run=dry_run,
+            **kwargs,
+        )
         self.entity = entity
-        self.config_path = str(config_path) if config_path else None
-        self.full_refresh = full_refresh
-        self.dry_run = dry_run
         self.entities = entities
 
     # -- the engine, once per execution ----------------------------------------------------------
-    def _config(self) -> "EcommerceSyncConfig":
+    def load_config(self) -> "EcommerceSyncConfig":
         from mailchimp_provider.sync.ecommerce_config import load_ecommerce_config
 
         return load_ecommerce_config(Path(self.config_path) if self.config_path else None)
 
-    def _param(self, context: "Context", name: str, explicit: Any, default: Any) -> Any:
-        if explicit is not None:
-            return explicit
-        return (context.get("params") or {}).get(name, default)
-
     def is_selected(self, context: "Context") -> bool:
-        return self.entity in selected_entities(self._param(context, "entities", self.entities, None))
+        return self.entity in selected_entities(self.param(context, "entities", self.entities, None))
 
-    def sync_engine(self, context: "Context") -> "SyncEngine":
-        cached = getattr(self, "_engine_cache", None)
-        if cached is not None and cached[0] is context:
-            return cached[1]
+    def build_engine(
+        self, context: "Context", config: "EcommerceSyncConfig", db: Any, tables: "WarehouseTables",
+        run: "RunContext", settings: "SyncSettings",
+    ) -> "SyncEngine":
         from mailchimp_provider.sync.ecommerce_plan import RULES, CommerceScope, EcommerceSyncEngine
-        from mailchimp_provider.sync.engine import RunContext, SyncSettings
-        from mailchimp_provider.warehouse.connection import get_engine
-        from mailchimp_provider.warehouse.tables import WarehouseTables
 
-        config = self._config()
-        ti = context["ti"]
-        map_index = getattr(ti, "map_index", -1)
-        run = RunContext(
-            run_id=str(ti.run_id),
-            dag_id=str(ti.dag_id),
-            task_id=str(ti.task_id),
-            map_index=-1 if map_index is None else int(map_index),
-            full_refresh=_flag(self._param(context, "full_refresh", self.full_refresh, False)),
-            dry_run=_flag(self._param(context, "dry_run", self.dry_run, False)),
-        )
-        tuning = config.sync
-        settings = SyncSettings(
-            max_operations_per_batch=self.max_operations_per_batch,
-            chunk_size=tuning.chunk_size,
-            max_attempts=tuning.max_attempts,
-            max_failure_share=tuning.max_failure_share,
-            min_failures_to_fail=tuning.min_failures_to_fail,
-        )
         rules = RULES[self.entity](CommerceScope(config.store.id, config, config.consent()))
-        engine = EcommerceSyncEngine(
-            get_engine(self.warehouse_conn_id or config.warehouse_conn_id),
-            WarehouseTables(self.table_prefix, self.table_schema),
-            rules,
-            run,
-            settings,
-        )
-        if run.full_refresh or run.dry_run:
-            self.log.info("Run parameters: full_refresh=%s dry_run=%s", run.full_refresh, run.dry_run)
-        self._engine_cache = (context, engine)
-        return engine
+        return EcommerceSyncEngine(db, tables, rules, run, settings)
 
     # -- the lifecycle's hooks -----------------------------------------------------------------------
     def next_operations(self, context: "Context") -> tuple[str, list[dict[str, Any]]] | None:
         if not self.is_selected(context):
             return None
-        engine = self.sync_engine(context)
-        operations = engine.next_operations()
-        return None if operations is None else (engine.entity, operations)
-
-    def apply_results(
-        self, context: "Context", entity: str, batch_id: str, results: Iterator["OperationResult"]
-    ) -> None:
-        counts = self.sync_engine(context).apply_results(batch_id, results)
-        self.log.info("Batch %s: %s", batch_id, ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "no results")
-
-    def on_batch_failed(self, context: "Context", entity: str | None, batch_id: str, error: str) -> None:
-        self.log.warning("Batch %s abandoned (%s); its records had no confirmed outcome and are planned again.",
-                         batch_id, error)
+        return super().next_operations(context)
 
     def finish(self, context: "Context") -> dict[str, dict[str, int]]:
-        """Log the summary table, fail (without retry) past the failure threshold, return the counts."""
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from mailchimp_provider.sync.engine import SyncThresholdExceeded
-
         if not self.is_selected(context):
             self.log.info("%s is not among this run's entities; nothing to do.", self.entity)
             return {"not_selected": {self.entity: 1}}
-        engine = self.sync_engine(context)
-        try:
-            summary = engine.finish()
-        except SyncThresholdExceeded as exc:
-            # Retrying cannot help (failed records are not resent within a run): fail for good.
-            raise AirflowFailException(str(exc)) from exc
-        return summary.as_dict()
+        return super().finish(context)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -243,8 +169,8 @@ def ecommerce_sync_tasks(
             get_engine(cfg.warehouse_conn_id),
             WarehouseTables(cfg.table_prefix, cfg.table_schema),
             cfg,
-            full_refresh=_flag(params.get("full_refresh", False)),
-            dry_run=_flag(params.get("dry_run", False)),
+            full_refresh=flag(params.get("full_refresh", False)),
+            dry_run=flag(params.get("dry_run", False)),
         )
 
     @task(task_id="release_store")
@@ -259,7 +185,7 @@ def ecommerce_sync_tasks(
 
         cfg = load_ecommerce_config(path)
         release(MailchimpHook(mailchimp_conn_id=cfg.mailchimp_conn_id), cfg.store.id,
-                dry_run=_flag((params or {}).get("dry_run", False)))
+                dry_run=flag((params or {}).get("dry_run", False)))
         tables = WarehouseTables(cfg.table_prefix, cfg.table_schema)
         counts = ecommerce_run_counts(get_engine(cfg.warehouse_conn_id), tables, str(run_id))
         print(format_run_counts(counts, title=f"E-commerce sync into store {cfg.store.id}, run {run_id}"))
