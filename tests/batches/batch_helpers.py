@@ -13,21 +13,7 @@ def subscriber_hash(email: str) -> str:
 
 
 def make_audience(emulator: Any, name: str = "Batch tests") -> str:
-    resp = emulator.api(
-        "POST",
-        "/lists",
-        json={
-            "name": name,
-            "contact": {"company": "Acme Outfitters", "address1": "1 Main St", "city": "Springfield",
-                        "state": "IL", "zip": "62701", "country": "US"},
-            "permission_reminder": "You bought from our shop.",
-            "campaign_defaults": {"from_name": "Acme", "from_email": "news@acme-outfitters.com",
-                                  "subject": "News", "language": "en"},
-            "email_type_option": False,
-        },
-    )
-    resp.raise_for_status()
-    return resp.json()["id"]
+    return emulator.create_audience(name)
 
 
 def emails(n: int, prefix: str = "shopper") -> list[str]:

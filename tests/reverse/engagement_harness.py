@@ -61,18 +61,7 @@ class EngagementHarness:
         return resp.json() if resp.content else None
 
     def make_list(self, name: str = "Newsletter") -> str:
-        return self.api(
-            "POST", "/lists",
-            json={
-                "name": name,
-                "contact": {"company": "Acme Outfitters", "address1": "1 Main St", "city": "Springfield",
-                            "state": "IL", "zip": "62701", "country": "US"},
-                "permission_reminder": "You signed up at our shop.",
-                "campaign_defaults": {"from_name": "Acme", "from_email": "news@acme-outfitters.com",
-                                      "subject": "News", "language": "en"},
-                "email_type_option": False,
-            },
-        )["id"]
+        return self.emulator.create_audience(name)
 
     def add_members(self, list_id: str, emails: list[str], status: str = "subscribed") -> None:
         for email in emails:

@@ -77,17 +77,7 @@ class SyncHarness:
 
     def make_audience(self, name: str = "Warehouse customers") -> str:
         """Create the audience up front (the DAG then finds it by name instead of creating it)."""
-        resp = self.emulator.api("POST", "/lists", json={
-            "name": name,
-            "contact": {"company": "Acme Outfitters", "address1": "1 Main St", "city": "Springfield",
-                        "state": "IL", "zip": "62701", "country": "US"},
-            "permission_reminder": "You bought from our shop.",
-            "campaign_defaults": {"from_name": "Acme", "from_email": "news@acme-outfitters.com",
-                                  "subject": "News", "language": "en"},
-            "email_type_option": False,
-        })
-        resp.raise_for_status()
-        return resp.json()["id"]
+        return self.emulator.create_audience(name)
 
     def put_member(self, email: str, **body: Any) -> dict[str, Any]:
         """A member that exists in Mailchimp before the sync (signed up elsewhere)."""
