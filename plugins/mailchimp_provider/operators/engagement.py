@@ -90,7 +90,26 @@ def _config_dict(config: EngagementConfig | dict[str, Any] | None) -> dict[str, 
     return config_from_dict(config).to_dict()  # validate now: a bad config fails at DAG parse time
 
 
-class MailchimpAudiencePullOperator(_EngagementMixin, BaseOperator):
+class _EngagementPullOperator(_EngagementMixin, BaseOperator):
+    """A pull that reads Mailchimp page by page and upserts as it goes (no batches to wait for)."""
+
+    template_fields = ()
+    ui_color = "#ffe01b"
+    stream: str = ""
+
+    def __init__(self, *, config: EngagementConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.engagement_config = _config_dict(config)
+
+    def pull(self) -> Any:
+        """Run the pull; returns the per-table load statistics that ``report`` logs."""
+        raise NotImplementedError
+
+    def execute(self, context: "Context") -> dict[str, dict[str, int]]:
+        return self.report(self.pull(), self.stream)
+
+
+class MailchimpAudiencePullOperator(_EngagementPullOperator):
     """Lists and members of the configured audiences into ``mailchimp_list`` / ``mailchimp_member``.
 
     Members are read incrementally by ``last_changed`` (inclusive lookback, de-duplicated on
@@ -98,37 +117,25 @@ class MailchimpAudiencePullOperator(_EngagementMixin, BaseOperator):
     row to ``mailchimp_unsubscribe``. See ``mailchimp_provider.reverse.audiences``.
     """
 
-    template_fields = ()
-    ui_color = "#ffe01b"
+    stream = "audiences"
 
-    def __init__(self, *, config: EngagementConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.engagement_config = _config_dict(config)
-
-    def execute(self, context: "Context") -> dict[str, dict[str, int]]:
+    def pull(self) -> Any:
         from mailchimp_provider.reverse.audiences import pull_audiences
 
-        stats = pull_audiences(self.pull_hook(), self.engine, self.tables, self.config)
-        return self.report(stats, "audiences")
+        return pull_audiences(self.pull_hook(), self.engine, self.tables, self.config)
 
 
-class MailchimpCampaignPullOperator(_EngagementMixin, BaseOperator):
+class MailchimpCampaignPullOperator(_EngagementPullOperator):
     """Sent campaigns (settings + report summary) into ``mailchimp_campaign``, and their unsubscribe
     reports into ``mailchimp_unsubscribe``. Campaigns sent within ``campaigns.recent_window_days``
     are refreshed every run. See ``mailchimp_provider.reverse.campaigns``."""
 
-    template_fields = ()
-    ui_color = "#ffe01b"
+    stream = "campaigns"
 
-    def __init__(self, *, config: EngagementConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.engagement_config = _config_dict(config)
-
-    def execute(self, context: "Context") -> dict[str, dict[str, int]]:
+    def pull(self) -> Any:
         from mailchimp_provider.reverse.campaigns import pull_campaigns
 
-        stats = pull_campaigns(self.pull_hook(), self.engine, self.tables, self.config)
-        return self.report(stats, "campaigns")
+        return pull_campaigns(self.pull_hook(), self.engine, self.tables, self.config)
 
 
 class MailchimpEmailActivityPullOperator(_EngagementMixin, MailchimpBatchLifecycleOperator):
