@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from mailchimp_provider.errors import MailchimpError, MailchimpNotFoundError, MailchimpRetriableError
+from mailchimp_provider.errors import MailchimpError, MailchimpNotFoundError
 from mailchimp_provider.hooks.credentials import (
     MailchimpCredentials,
     credentials_from_connection,
@@ -160,15 +160,10 @@ class MailchimpAsyncClient:
                 reason = failure_summary(status, body)
             else:
                 reason = f"{type(failure).__name__}: no answer within {self.timeout:g}s or connection failed"
-            elapsed = time.monotonic() - started
-            delay = self.retry_policy.next_delay(attempt, retry_after, elapsed=elapsed)
-            if delay is None:
-                raise MailchimpRetriableError(
-                    f"{method} {path}: gave up after {attempt} attempt(s) in {elapsed:.1f}s; "
-                    f"last failure: {reason}",
-                    status=status,
-                    attempts=attempt,
-                ) from failure
+            delay = self.retry_policy.delay_or_give_up(
+                method, path, attempt=attempt, started=started, reason=reason, status=status,
+                retry_after_header=retry_after, failure=failure,
+            )
             log.warning(
                 "Mailchimp %s %s failed (%s); retry %d/%d in %.2fs",
                 method,

@@ -42,7 +42,6 @@ from mailchimp_provider.errors import (
     MailchimpConfigError,
     MailchimpError,
     MailchimpNotFoundError,
-    MailchimpRetriableError,
 )
 from mailchimp_provider.hooks.credentials import (
     CONN_FIELDS,
@@ -425,15 +424,10 @@ class MailchimpHook(HttpHook):
                 reason = f"{type(failure).__name__} (no answer within {self.timeout:g}s or connection failed)"
                 if not isinstance(failure, requests.exceptions.Timeout):
                     reason = f"{type(failure).__name__}: connection failed"
-            elapsed = time.monotonic() - started
-            delay = policy.next_delay(attempt, retry_after, elapsed=elapsed)
-            if delay is None:
-                raise MailchimpRetriableError(
-                    f"{method} {path}: gave up after {attempt} attempt(s) in {elapsed:.1f}s; "
-                    f"last failure: {reason}",
-                    status=status,
-                    attempts=attempt,
-                ) from failure
+            delay = policy.delay_or_give_up(
+                method, path, attempt=attempt, started=started, reason=reason, status=status,
+                retry_after_header=retry_after, failure=failure,
+            )
             self.log.warning(
                 "Mailchimp %s %s failed (%s); retry %d/%d in %.2fs%s",
                 method,
@@ -652,12 +646,10 @@ class MailchimpHook(HttpHook):
                     expired = response.status_code == 403
                     hint = " (the presigned URL expired: GET the batch again)" if expired else ""
                     raise MailchimpError(f"Downloading batch results from {where} failed: {reason}{hint}")
-            delay = self.retry_policy.next_delay(attempt, None, elapsed=time.monotonic() - started)
-            if delay is None:
-                raise MailchimpRetriableError(
-                    f"Downloading batch results from {where}: gave up after {attempt} attempt(s); {reason}",
-                    attempts=attempt,
-                ) from failure
+            delay = self.retry_policy.delay_or_give_up(
+                "GET batch results from", where, attempt=attempt, started=started, reason=reason,
+                status=None if failure else response.status_code, retry_after_header=None, failure=failure,
+            )
             self.log.warning("Batch results download failed (%s); retry in %.2fs", reason, delay)
             time.sleep(delay)
 

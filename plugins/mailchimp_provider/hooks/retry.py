@@ -97,3 +97,30 @@ class RetryPolicy:
         if elapsed + delay > self.max_elapsed:
             return None
         return delay
+
+    def delay_or_give_up(
+        self,
+        method: str,
+        path: str,
+        *,
+        attempt: int,
+        started: float,
+        reason: str,
+        status: int | None,
+        retry_after_header: str | None,
+        failure: BaseException | None,
+    ) -> float:
+        """The pause before the next attempt of a failed request; when the budget is spent, the
+        ``MailchimpRetriableError`` that says how many attempts were made and what failed last.
+        Shared by the synchronous hook and the async client so both give up alike."""
+        from mailchimp_provider.errors import MailchimpRetriableError
+
+        elapsed = time.monotonic() - started
+        delay = self.next_delay(attempt, retry_after_header, elapsed=elapsed)
+        if delay is None:
+            raise MailchimpRetriableError(
+                f"{method} {path}: gave up after {attempt} attempt(s) in {elapsed:.1f}s; last failure: {reason}",
+                status=status,
+                attempts=attempt,
+            ) from failure
+        return delay
