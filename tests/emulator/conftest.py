@@ -10,25 +10,9 @@ import mailchimp_marketing as MailchimpMarketing
 import pytest
 from mailchimp_marketing.api_client import ApiClientError
 
-LIST_BODY: dict[str, Any] = {
-    "name": "Newsletter",
-    "contact": {
-        "company": "Acme Outfitters",
-        "address1": "1 Main St",
-        "city": "Springfield",
-        "state": "IL",
-        "zip": "62701",
-        "country": "US",
-    },
-    "permission_reminder": "You signed up at our shop.",
-    "campaign_defaults": {
-        "from_name": "Acme",
-        "from_email": "news@acme-outfitters.com",
-        "subject": "News",
-        "language": "en",
-    },
-    "email_type_option": False,
-}
+from fixtures.emulator import AUDIENCE_BODY
+
+LIST_BODY: dict[str, Any] = AUDIENCE_BODY
 
 
 @pytest.fixture

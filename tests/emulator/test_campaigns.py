@@ -18,6 +18,7 @@ import mailchimp_marketing as MailchimpMarketing
 import pytest
 import requests
 from mailchimp_marketing.api_client import ApiClientError
+from fixtures.emulator import AUDIENCE_BODY
 
 SEND_TIME = "2024-05-01T09:00:00+00:00"
 NOT_READY = "Your Campaign is not ready to send."
@@ -31,26 +32,7 @@ def rp(mc: MailchimpMarketing.Client) -> Any:
 
 
 def make_list(mc: MailchimpMarketing.Client, name: str = "Newsletter") -> str:
-    body = {
-        "name": name,
-        "contact": {
-            "company": "Acme",
-            "address1": "1 Main St",
-            "city": "Springfield",
-            "state": "IL",
-            "zip": "62701",
-            "country": "US",
-        },
-        "permission_reminder": "You signed up on our site.",
-        "campaign_defaults": {
-            "from_name": "Acme",
-            "from_email": "news@acme-outfitters.com",
-            "subject": "News",
-            "language": "en",
-        },
-        "email_type_option": False,
-    }
-    return mc.lists.create_list(body)["id"]
+    return mc.lists.create_list({**AUDIENCE_BODY, "name": name})["id"]
 
 
 def add_members(mc: Any, list_id: str, count: int, status: str = "subscribed", prefix: str = "fan") -> list:

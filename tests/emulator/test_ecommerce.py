@@ -12,6 +12,7 @@ from typing import Any, Callable
 import mailchimp_marketing as MailchimpMarketing
 import pytest
 from mailchimp_marketing.api_client import ApiClientError
+from fixtures.emulator import AUDIENCE_BODY
 
 def already_exists(thing: str) -> str:
     article = "An" if thing[0] in "aeiou" else "A"
@@ -31,27 +32,7 @@ def ec(mc: MailchimpMarketing.Client) -> Any:
 
 
 def make_list(mc: MailchimpMarketing.Client, name: str = "Shop audience") -> str:
-    return mc.lists.create_list(
-        {
-            "name": name,
-            "contact": {
-                "company": "Acme Outfitters",
-                "address1": "1 Main St",
-                "city": "Springfield",
-                "state": "IL",
-                "zip": "62701",
-                "country": "US",
-            },
-            "permission_reminder": "You bought something from us.",
-            "campaign_defaults": {
-                "from_name": "Acme",
-                "from_email": "news@acme-outfitters.com",
-                "subject": "News",
-                "language": "en",
-            },
-            "email_type_option": False,
-        }
-    )["id"]
+    return mc.lists.create_list({**AUDIENCE_BODY, "name": name})["id"]
 
 
 @pytest.fixture

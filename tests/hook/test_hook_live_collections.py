@@ -8,26 +8,9 @@ import pytest
 
 from mailchimp_provider.errors import MailchimpError
 from mailchimp_provider.hooks.mailchimp import MailchimpHook
+from fixtures.emulator import AUDIENCE_BODY
 
-LIST_BODY = {
-    "name": "Newsletter",
-    "contact": {
-        "company": "Northwind Traders",
-        "address1": "12 Harbour Road",
-        "city": "Bristol",
-        "state": "Bristol",
-        "zip": "BS1 4RN",
-        "country": "GB",
-    },
-    "permission_reminder": "You bought from our shop.",
-    "campaign_defaults": {
-        "from_name": "Northwind",
-        "from_email": "news@northwind-traders.com",
-        "subject": "News",
-        "language": "en",
-    },
-    "email_type_option": False,
-}
+LIST_BODY = {**AUDIENCE_BODY, "permission_reminder": "You bought from our shop."}
 
 
 def email(n: int) -> str:
