@@ -12,19 +12,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from mailchimp_provider.sync.audience import normalise_email, truthy
 from mailchimp_provider.warehouse.extract import stream_sql
 
 log = logging.getLogger(__name__)
-
-
-def normalise_email(value: Any) -> str | None:
-    """Trimmed, lower-cased email, or None when empty."""
-    text = str(value).strip().lower() if value is not None else ""
-    return text or None
-
-
-def _truthy(value: Any) -> bool:
-    return value is True or (isinstance(value, (int, float)) and value == 1) or str(value).lower() in ("true", "t", "1", "yes", "y")
 
 
 def blocked_emails(
@@ -42,7 +33,7 @@ def blocked_emails(
     for chunk in stream_sql(db, customers_sql, chunk_size=chunk_size):
         for row in chunk:
             email = normalise_email(row.get("email"))
-            if email and _truthy(row.get(no_marketing_column)):
+            if email and truthy(row.get(no_marketing_column)):
                 blocked[email] = "no_marketing"
     if erasure_sql:
         try:

@@ -49,7 +49,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 import sqlalchemy as sa
 
 from mailchimp_provider.config import ConsentSpec
-from mailchimp_provider.sync.consent import blocked_emails, normalise_email
+from mailchimp_provider.sync.audience import normalise_email
+from mailchimp_provider.sync.consent import blocked_emails
 from mailchimp_provider.sync.ecommerce_config import EcommerceSyncConfig
 from mailchimp_provider.sync.ecommerce_payloads import (
     RejectedRecord,
