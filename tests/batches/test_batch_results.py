@@ -10,6 +10,7 @@ import tracemalloc
 
 import pytest
 
+from mailchimp_provider.batches import results as results_module
 from mailchimp_provider.batches.results import OperationResult, ResultsArchiveError, iter_results
 
 
@@ -102,20 +103,52 @@ def test_results_larger_than_a_read_chunk_are_reassembled() -> None:
     assert len(results) == 3 and all(r.body == big for r in results)
 
 
-def test_memory_stays_flat_in_archive_size() -> None:
-    """Parsing 30k results never holds them all: peak memory stays far below the file size."""
-    ops = [result(200, f"op-{i}", json.dumps({"id": i, "email_address": f"user{i}@example.org"})) for i in range(30_000)]
-    data = json.dumps(ops).encode()
-    archive = build_archive([("./abcdef0123.json", data)])
-    del ops
+def _peak_while_parsing(archive: bytes) -> tuple[int, int]:
+    """(results parsed, peak traced bytes) for one pass over ``archive``."""
     tracemalloc.start()
     count = 0
     for _ in iter_results(io.BytesIO(archive)):
         count += 1
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    return count, peak
+
+
+def _results_file(first: int, n: int) -> bytes:
+    return json.dumps([
+        result(200, f"op-{i}", json.dumps({"id": i, "email_address": f"user{i}@example.org"}))
+        for i in range(first, first + n)
+    ]).encode()
+
+
+def test_memory_is_bounded_by_one_file_not_by_the_archive() -> None:
+    """Twenty files of 1,500 results: only one file is decoded at a time."""
+    files = [(f"./abcdef{n:04d}.json", _results_file(n * 1500, 1500)) for n in range(20)]
+    total = sum(len(data) for _, data in files)
+    count, peak = _peak_while_parsing(build_archive(files))
+    assert count == 30_000
+    assert peak < total / 3, f"peak {peak} bytes for {total} bytes of results files"
+
+
+def test_a_file_over_the_whole_file_limit_is_streamed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above WHOLE_FILE_LIMIT a file is decoded one result at a time: peak far below its size."""
+    monkeypatch.setattr(results_module, "WHOLE_FILE_LIMIT", 64 * 1024)
+    data = _results_file(0, 30_000)
+    count, peak = _peak_while_parsing(build_archive([("./abcdef0123.json", data)]))
     assert count == 30_000
     assert peak < len(data) / 4, f"peak {peak} bytes for a {len(data)}-byte results file"
+
+
+def test_both_parsers_read_the_same_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole-file and the streaming parser agree result for result (bodies, ids, raw text)."""
+    ops = [result(200, "a", json.dumps({"x": [1, 2.5, None, "é"]})), result(502, "b", "<html>Bad gateway</html>"),
+           result(204, None, ""), result(400, "c", json.dumps({"title": "Invalid Resource", "detail": "bad"}))]
+    archive = build_archive([("./abcdef0123.json", json.dumps(ops).encode())])
+    whole = list(iter_results(io.BytesIO(archive)))
+    monkeypatch.setattr(results_module, "WHOLE_FILE_LIMIT", 0)
+    streamed = list(iter_results(io.BytesIO(archive)))
+    assert whole == streamed
+    assert [r.raw_response for r in whole] == [r.raw_response for r in streamed] == [None, "<html>Bad gateway</html>", None, None]
 
 
 @pytest.mark.parametrize(

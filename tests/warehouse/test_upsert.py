@@ -219,3 +219,18 @@ def test_new_keys_copies_straight_into_the_table_and_a_broken_promise_fails(pg_w
 
     with pg_warehouse.engine.begin() as conn, pytest.raises(psycopg2.IntegrityError, match="duplicate key"):
         upsert_counts(conn, t.member, rows[:1], ["list_id", "member_id"], new_keys=True)
+
+
+@pytest.mark.postgres
+def test_new_keys_with_a_key_repeated_in_the_input_keep_its_last_row(pg_warehouse) -> None:
+    """The straight COPY is optimistic: a repeated key rolls it back and the input is de-duplicated."""
+    t = WarehouseTables()
+    t.create_all(pg_warehouse.engine)
+    rows = members(5)
+    repeated = {**rows[2], "email_address": "second.copy@example.org"}
+    with pg_warehouse.engine.begin() as conn:
+        counts = upsert_counts(conn, t.member, [*rows, repeated], ["list_id", "member_id"], new_keys=True)
+    assert counts.inserted == 5
+    stored = snapshot(pg_warehouse.engine, t.member, exclude=())
+    assert len(stored) == 5
+    assert [r["email_address"] for r in stored if r["member_id"] == rows[2]["member_id"]] == ["second.copy@example.org"]

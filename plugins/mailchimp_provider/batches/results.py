@@ -7,21 +7,28 @@ be empty (zero bytes) or ``[]``, results are in no particular order, and ``respo
 or not JSON at all (gateway errors). See /work/shared/mailchimp-api.md §5.4 and §9.5.
 
 Memory stays flat in the archive size: the tar is read as a forward-only stream (mode ``r|gz``),
-and each member file is decoded incrementally, one result object at a time, so neither the
-archive nor a whole result file is ever held in memory.
+so the archive is never held in memory. A member file up to ``WHOLE_FILE_LIMIT`` bytes is read and
+decoded in one go with msgspec (several times faster than the standard library, and no re-parsing
+of results that straddle read chunks); a larger one is decoded incrementally, one result object at
+a time. Either way memory is bounded by the file limit, not by the archive.
 """
 
 from __future__ import annotations
 
 import codecs
+import io
 import json
 import tarfile
 from dataclasses import dataclass, field
 from typing import IO, Any, Iterator
 
+import msgspec
+
 __all__ = ["OperationResult", "ResultsArchiveError", "iter_results"]
 
 READ_CHUNK = 64 * 1024
+WHOLE_FILE_LIMIT = 64 * 1024 * 1024
+"""Member files up to this size are decoded whole; larger ones are streamed (see module doc)."""
 _WHITESPACE = " \t\r\n"
 
 
@@ -111,14 +118,42 @@ def iter_results(fileobj: IO[bytes]) -> Iterator[OperationResult]:
                 extracted = archive.extractfile(member)
                 if extracted is None:
                     continue
-                yield from _iter_file(extracted, member.name)
+                yield from _iter_file(extracted, member.name, member.size)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ResultsArchiveError(f"batch results archive is not a readable tar.gz: {exc}") from exc
 
 
-def _iter_file(stream: IO[bytes], name: str) -> Iterator[OperationResult]:
+def _iter_file(stream: IO[bytes], name: str, size: int) -> Iterator[OperationResult]:
+    if size <= WHOLE_FILE_LIMIT:
+        data = stream.read()
+        items = _decode_whole(data)
+        if items is not None:
+            for index, item in enumerate(items):
+                yield _to_result(item, name, index)
+            return
+        # Not a clean JSON array: the incremental parser below says precisely what is wrong
+        # (or accepts what msgspec refuses, such as a byte-order mark).
+        stream = io.BytesIO(data)
     for index, item in enumerate(_iter_json_array(stream, name)):
         yield _to_result(item, name, index)
+
+
+def _decode_whole(data: bytes) -> list[Any] | None:
+    """The file's array, decoded in one call; None when it is not a well-formed JSON array."""
+    try:
+        items = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return None
+    return items if isinstance(items, list) else None
+
+
+def _decode_response(text: str) -> Any:
+    """An operation's ``response`` string as JSON (msgspec first; the standard library for what
+    msgspec refuses, such as ``NaN``). Raises ValueError when it is not JSON at all."""
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return json.loads(text)
 
 
 def _to_result(item: Any, name: str, index: int) -> OperationResult:
@@ -142,7 +177,7 @@ def _to_result(item: Any, name: str, index: int) -> OperationResult:
         body = response
     elif isinstance(response, str) and response.strip():
         try:
-            body = json.loads(response)
+            body = _decode_response(response)
         except ValueError:
             body, raw = None, response
     else:

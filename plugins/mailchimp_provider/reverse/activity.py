@@ -35,6 +35,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from mailchimp_provider.batches.results import OperationResult
+from mailchimp_provider.gc_tuning import bulk_allocations
 from mailchimp_provider.reverse import watermarks
 from mailchimp_provider.reverse.audiences import mailchimp_time
 from mailchimp_provider.reverse.config import EngagementConfig
@@ -164,7 +165,7 @@ def apply_results(
             outcome.counts.add(counts)
             outcome.campaigns += 1
 
-    with _writer(engine) as writer:
+    with bulk_allocations(), _writer(engine) as writer:
         try:
             for result in results:
                 campaign_id = result.operation_id

@@ -429,7 +429,9 @@ class WarehouseTables:
             sa.Column("combination_id", sa.Text),
             sa.Column("extra", JsonText),  # fields Mailchimp sent that have no column
             _synced_at(),
-            sa.Index(f"ix_{name}_member", "list_id", "member_id"),
+            # No secondary index: this is the largest table, loaded by the million, and an index on
+            # the random subscriber hash made PostgreSQL's COPY ~70% slower. Per-member queries
+            # that need one can add it (README, "Tables we write").
         )
 
 

@@ -32,6 +32,9 @@ per row (``RETURNING xmax = 0``); SQLite counts the stored keys first; the gener
 matched UPDATE rows where the driver reports them. ``new_keys=True`` is for loads whose keys are
 known to be absent (a campaign's first activity read): PostgreSQL then COPYs straight into the
 table, skipping the staging table and the conflict check; a broken promise fails on the key.
+That COPY is first tried without de-duplicating the input (hashing every key costs more than
+the COPY's own Python work), inside a savepoint; when a key repeats within the rows, the
+savepoint is rolled back and the rows are de-duplicated and COPYed again.
 """
 
 from __future__ import annotations
@@ -124,14 +127,23 @@ def _upsert(
     *,
     count: bool,
     new_keys: bool,
+    dedupe: bool = True,
 ) -> UpsertCounts:
     key = list(key)
     _check_key(table, key)
     if update_columns is not None:
         _check_columns(table, update_columns, what="update_columns")
+    if new_keys and dedupe and strategy in ("auto", "copy") and _choose(conn, 0, new_keys) == "copy":
+        rows = _as_list(rows)
+        try:
+            with conn.begin_nested():
+                return _upsert(conn, table, rows, key, update_columns, chunk_size, strategy,
+                               count=count, new_keys=True, dedupe=False)
+        except conn.dialect.dbapi.IntegrityError:  # type: ignore[union-attr]
+            pass  # a key repeats within the rows: de-duplicate (the last row wins) and COPY again
 
     counts = UpsertCounts()
-    for columns, group in _groups(_dedupe(rows, key, table)):
+    for columns, group in _groups(_dedupe(rows, key, table) if dedupe else _as_list(rows)):
         _check_columns(table, columns, what="row")
         missing = [k for k in key if k not in columns]
         if missing:
@@ -206,7 +218,7 @@ def _key_function(table: sa.Table, key: list[str], rows: list[dict[str, Any]] | 
 
 
 def _dedupe(rows: Iterable[dict[str, Any]], key: list[str], table: sa.Table) -> list[dict[str, Any]]:
-    rows = rows if isinstance(rows, list) else list(rows)
+    rows = _as_list(rows)
     try:
         ident = _key_function(table, key, rows)
         by_key = {ident(row): row for row in rows}  # the last row of a repeated key wins
@@ -214,6 +226,10 @@ def _dedupe(rows: Iterable[dict[str, Any]], key: list[str], table: sa.Table) -> 
         i = next(i for i, row in enumerate(rows) if exc.args[0] not in row)
         raise ValueError(f"upsert into {table.fullname}: row {i} lacks key column {exc.args[0]}") from None
     return rows if len(by_key) == len(rows) else list(by_key.values())
+
+
+def _as_list(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return rows if isinstance(rows, list) else list(rows)
 
 
 def _groups(rows: list[dict[str, Any]]) -> list[tuple[tuple[str, ...], list[dict[str, Any]]]]:
