@@ -21,6 +21,7 @@ under 60 s end to end, peak memory under 500 MB and flat from 10k to 100k, and a
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import resource
@@ -38,6 +39,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "0123456789abcdef0123456789abcdef-us1"
 DAG_ID = "mailchimp_audience_sync"
+PROFILE_ENV = "MAILCHIMP_BENCH_PROFILE_DIR"
+"""Set by ``--profile DIR``: each run's dag.test() is profiled (cProfile) into DIR."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -79,9 +82,16 @@ def child_run() -> dict[str, Any]:
 
     InProcessTestSupervisor._api_client(dag)
     warmup = time.perf_counter() - warm
+    profile_dir = os.environ.get(PROFILE_ENV)
+    profiler = cProfile.Profile() if profile_dir else None
     started = time.perf_counter()
+    if profiler:
+        profiler.enable()
     run = dag.test()
     wall = time.perf_counter() - started
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(Path(profile_dir) / f"audience-{run.run_id.replace(':', '_')}.prof")
     tasks = {}
     for ti in run.get_task_instances():
         if ti.start_date and ti.end_date:
@@ -271,8 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--databases", nargs="+", choices=["sqlite", "postgres"], default=["sqlite", "postgres"])
     parser.add_argument("--pg-url", default=os.environ.get("MAILCHIMP_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--profile", metavar="DIR", help="write a cProfile of each run's dag.test() into DIR "
+                        "(times are then inflated; read them with python -m pstats)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+        os.environ[PROFILE_ENV] = str(Path(args.profile).resolve())
     if args.child:
         kind, *rest = args.child
         if kind == "initdb":

@@ -4,8 +4,10 @@ Mailchimp runs one batch at a time per account ("Since only one batch request is
 this can be used to cancel a long running request"), so :class:`BatchProcessor` is a single
 asyncio task that takes the oldest pending batch, moves it through
 ``pending -> preprocessing -> started -> finalizing -> finished`` and runs every operation through
-``router.dispatch`` exactly like a direct call. It yields to the event loop every
-:data:`SLICE` operations so status polls stay responsive, and honours
+``router.dispatch`` exactly like a direct call. It yields to the event loop after every
+:data:`SLICE_SECONDS` of work (one email-activity GET can take tens of milliseconds, a member PUT
+a few dozen microseconds, so a count of operations would not bound the pause), so API calls made
+meanwhile (new batches, status polls, downloads) are answered promptly. It honours
 ``Faults.batch_ops_per_second`` (gradual progress) and ``Faults.stuck_finalizing``.
 
 The results archive copies a real one (facts §5.4): gzip whose FNAME is ``<id>.tar``, a GNU tar
@@ -38,8 +40,11 @@ from .state import EmulatorState, iso, new_id
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 MAX_PENDING = 500
-SLICE = 1000
-"""Operations run between two yields to the event loop."""
+SLICE_SECONDS = 0.05
+"""Work done between two yields to the event loop: the longest a concurrent API call waits for
+the batch processor (plus one operation)."""
+MAX_SLICE_OPERATIONS = 1000
+"""At most this many operations per slice, whatever their speed (progress is published per slice)."""
 RESULTS_PER_FILE = 1000
 URL_LIFETIME_SECONDS = 600
 """``Expires`` of a results URL: Mailchimp's presigned S3 URLs last about 10 minutes."""
@@ -248,24 +253,23 @@ def build_archive(batch_id: str, results: list[tuple[int, Any, str]]) -> bytes:
             files.append(("[" + ",".join(_result_json(s, o, r) for s, o, r in chunk) + "]").encode())
     named = sorted(((secrets.token_hex(5), data) for data in files), key=lambda item: item[0])
     mtime = int(time.time())
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        directory = tarfile.TarInfo("./")
-        directory.type = tarfile.DIRTYPE
-        directory.mode = 0o755
-        directory.mtime = mtime
-        directory.uname = directory.gname = "root"
-        tar.addfile(directory)
-        for name, data in named:
-            info = tarfile.TarInfo(f"./{name}.json")
-            info.size = len(data)
-            info.mode = 0o666
-            info.mtime = mtime
-            info.uname = info.gname = "root"
-            tar.addfile(info, io.BytesIO(data))
     out = io.BytesIO()
+    # The tar is written straight into the gzip stream: each file's bytes are copied once.
     with gzip.GzipFile(filename=f"{batch_id}.tar", mode="wb", fileobj=out, compresslevel=COMPRESS_LEVEL, mtime=mtime) as gz:
-        gz.write(raw.getbuffer())
+        with tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+            directory = tarfile.TarInfo("./")
+            directory.type = tarfile.DIRTYPE
+            directory.mode = 0o755
+            directory.mtime = mtime
+            directory.uname = directory.gname = "root"
+            tar.addfile(directory)
+            for name, data in named:
+                info = tarfile.TarInfo(f"./{name}.json")
+                info.size = len(data)
+                info.mode = 0o666
+                info.mtime = mtime
+                info.uname = info.gname = "root"
+                tar.addfile(info, io.BytesIO(data))
     return out.getvalue()
 
 
@@ -296,6 +300,33 @@ def _frozen_until_done() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+def _run_slice(
+    state: EmulatorState,
+    operations: list[dict[str, Any]],
+    start: int,
+    stop: int,
+    root_url: str,
+    results: list[tuple[int, Any, str]],
+) -> tuple[int, int]:
+    """Run ``operations[start:stop]`` until done or :data:`SLICE_SECONDS` have passed (at least one
+    operation runs); append their results and return ``(operations run, errored ones)``."""
+    deadline = time.monotonic() + SLICE_SECONDS
+    clock = time.monotonic
+    append = results.append
+    errored = 0
+    index = start
+    with _collector_paused():
+        while index < stop:
+            outcome = run_operation(state, operations[index], root_url)
+            append(outcome)
+            index += 1
+            if outcome[0] >= 400:
+                errored += 1
+            if clock() >= deadline:
+                break
+    return index - start, errored
 
 
 class BatchProcessor:
@@ -355,20 +386,18 @@ class BatchProcessor:
                 now = time.monotonic()
                 budget = min(budget + (now - last) * rate, max(rate, 1.0))
                 last = now
-                take = min(SLICE, int(budget))
+                take = min(MAX_SLICE_OPERATIONS, int(budget))
                 if take < 1:
                     await asyncio.sleep(min(0.05, max(0.005, (1 - budget) / rate)))
                     continue
                 budget -= take
             else:
-                take = SLICE
-            with _collector_paused():
-                for op in operations[done : done + take]:
-                    outcome = run_operation(state, op, root_url)
-                    results.append(outcome)
-                    if outcome[0] >= 400:
-                        errored += 1
-            done += len(operations[done : done + take])
+                take = MAX_SLICE_OPERATIONS
+            ran, failed = _run_slice(state, operations, done, min(done + take, len(operations)), root_url, results)
+            done += ran
+            errored += failed
+            if rate > 0:
+                budget += take - ran  # a slice cut short by its deadline keeps its allowance
             batch["finished_operations"] = done
             batch["errored_operations"] = errored
             await asyncio.sleep(0)

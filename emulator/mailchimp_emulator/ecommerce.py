@@ -19,12 +19,13 @@ The rules follow Mailchimp's documented behaviour (facts sheet §7):
 State layout (``state.stores``): ``store_id -> {"store": {...}, "customers": {id: {...}},
 "products": {id: {..., "variants": {id: {...}}}}, "orders": {id: {...}}, "promo_rules": {id: {...,
 "promo_codes": {id: {...}}}}}``. Objects are kept in their API shape; derived fields (customer
-totals, line titles) are computed when rendered.
+totals, line titles) are computed when rendered. A rendered object shares nested values with the
+stored one (no deep copies: they were most of the cost of an order): replies are encoded at once
+and never mutated.
 """
 
 from __future__ import annotations
 
-import copy
 import re
 from functools import partial
 from typing import Any, Iterable, Mapping
@@ -248,10 +249,16 @@ def _defaults(fields: Iterable[str], value: Any = "") -> dict[str, Any]:
     return {name: value for name in fields}
 
 
+_BLANK_ADDRESSES: dict[int, dict[str, Any]] = {}
+"""id(address schema) -> its blank rendering (the schemas are module constants, built once)."""
+
+
 def _render_address(address: Mapping[str, Any] | None, spec: Field) -> dict[str, Any]:
-    base = {name: (0 if sub.kind == "number" else "") for name, sub in (spec.props or {}).items()}
-    base.update(address or {})
-    return base
+    blank = _BLANK_ADDRESSES.get(id(spec))
+    if blank is None:
+        blank = {name: (0 if sub.kind == "number" else "") for name, sub in (spec.props or {}).items()}
+        _BLANK_ADDRESSES[id(spec)] = blank
+    return {**blank, **address} if address else blank.copy()
 
 
 def _merge_address(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -293,7 +300,7 @@ def render_store(state: EmulatorState, doc: dict[str, Any]) -> dict[str, Any]:
         **_defaults(("platform", "domain", "email_address", "money_format", "primary_locale", "timezone")),
         "phone": "",
         "is_syncing": False,
-        **copy.deepcopy(store),
+        **store,
     }
     out["address"] = _render_address(store.get("address"), ADDRESS)
     out["list_is_active"] = store["list_id"] in state.lists
@@ -432,13 +439,16 @@ def customer_totals(doc: dict[str, Any], customer_id: str | None = None) -> Tota
     return totals
 
 
+_CUSTOMER_DEFAULTS = _defaults(("company", "first_name", "last_name"))
+
+
 def render_customer(
     doc: dict[str, Any], customer: dict[str, Any], totals: Totals | None = None
 ) -> dict[str, Any]:
     if totals is None:
         totals = customer_totals(doc, customer["id"])
     count, spent = totals.get(customer["id"], (0, 0.0))
-    out = {**_defaults(("company", "first_name", "last_name")), **copy.deepcopy(customer)}
+    out = {**_CUSTOMER_DEFAULTS, **customer}
     out["address"] = _render_address(customer.get("address"), ADDRESS)
     out["orders_count"] = count
     out["total_spent"] = _money(spent)
@@ -548,17 +558,20 @@ def delete_customer(call: Call, store_id: str, customer_id: str) -> Reply:
 # ------------------------------------------------------------------------------------------------
 
 _VARIANT_TEXT = ("url", "sku", "image_url", "backorders", "visibility")
+_VARIANT_DEFAULTS = {**_defaults(_VARIANT_TEXT), "price": 0.0, "inventory_quantity": 0}
 
 
 def render_variant(variant: dict[str, Any]) -> dict[str, Any]:
-    defaults = {**_defaults(_VARIANT_TEXT), "price": 0.0, "inventory_quantity": 0}
-    return {**defaults, **copy.deepcopy(variant), "_links": []}
+    return {**_VARIANT_DEFAULTS, **variant, "_links": []}
+
+
+_PRODUCT_DEFAULTS = _defaults(("handle", "url", "description", "type", "vendor", "image_url", "published_at_foreign"))
 
 
 def render_product(doc: dict[str, Any], product: dict[str, Any]) -> dict[str, Any]:
     out = {
-        **_defaults(("handle", "url", "description", "type", "vendor", "image_url", "published_at_foreign")),
-        **copy.deepcopy({k: v for k, v in product.items() if k != "variants"}),
+        **_PRODUCT_DEFAULTS,
+        **{k: v for k, v in product.items() if k != "variants"},
     }
     out["currency_code"] = doc["store"]["currency_code"]
     out["variants"] = [render_variant(v) for v in product["variants"].values()]
@@ -749,8 +762,11 @@ def _resolve_order_customer(state: EmulatorState, doc: dict[str, Any], customer:
     return customer["id"]
 
 
+_ORDER_DEFAULTS = {**_defaults(_ORDER_TEXT), "discount_total": 0.0, "tax_total": 0.0, "shipping_total": 0.0}
+
+
 def render_line(line: dict[str, Any]) -> dict[str, Any]:
-    return {**copy.deepcopy(line), "_links": []}
+    return {**line, "_links": []}
 
 
 def render_order(
@@ -758,13 +774,10 @@ def render_order(
 ) -> dict[str, Any]:
     customer = doc["customers"].get(order["customer_id"])
     out = {
-        **_defaults(_ORDER_TEXT),
-        "discount_total": 0.0,
-        "tax_total": 0.0,
-        "shipping_total": 0.0,
+        **_ORDER_DEFAULTS,
         "promos": [],
         "outreach": {"id": "", "name": "", "type": "", "published_time": ""},
-        **copy.deepcopy({k: v for k, v in order.items() if k not in ("customer_id", "lines")}),
+        **{k: v for k, v in order.items() if k != "customer_id" and k != "lines"},
     }
     out["customer"] = render_customer(doc, customer, totals) if customer else {"id": order["customer_id"]}
     out["store_id"] = store_id
@@ -965,7 +978,7 @@ def render_promo_rule(rule: dict[str, Any]) -> dict[str, Any]:
     out = {
         **_defaults(("title", "starts_at", "ends_at", "created_at_foreign", "updated_at_foreign")),
         "enabled": True,
-        **copy.deepcopy({k: v for k, v in rule.items() if k != "promo_codes"}),
+        **{k: v for k, v in rule.items() if k != "promo_codes"},
     }
     out["_links"] = []
     return out
@@ -976,7 +989,7 @@ def render_promo_code(code: dict[str, Any]) -> dict[str, Any]:
         **_defaults(("created_at_foreign", "updated_at_foreign")),
         "usage_count": 0,
         "enabled": True,
-        **copy.deepcopy(code),
+        **code,
         "_links": [],
     }
 

@@ -445,8 +445,8 @@ def validate_merge_fields(
             value = field_def.get("default_value") or ""
         else:
             continue
-        if value.__class__ is str and value and field_def["type"] == "text":
-            out[tag] = value  # the common case, checked first: a non-empty text value
+        if value.__class__ is str and value and field_def["type"] not in _PARSED_TYPES:
+            out[tag] = value  # the common case, checked first: a non-empty value stored as sent
             continue
         empty = value is None or value == "" or (isinstance(value, dict) and not any(value.values()))
         if empty:
@@ -463,12 +463,15 @@ def validate_merge_fields(
     return out
 
 
+_PARSED_TYPES = frozenset({"address", "number", "date", "birthday"})
+"""Merge field types whose values :func:`_coerce` checks or converts; the others store a text as sent."""
+_ADDRESS_REQUIRED = ("addr1", "city", "state", "zip")
+
+
 def _coerce(field_def: dict[str, Any], value: Any) -> Any:
     kind = field_def["type"]
     if kind == "address":
-        if isinstance(value, str):
-            raise ValueError("Please enter a complete address")
-        if not isinstance(value, dict) or not all(str(value.get(k) or "").strip() for k in ("addr1", "city", "state", "zip")):
+        if not isinstance(value, dict) or not all(_filled(value.get(k)) for k in _ADDRESS_REQUIRED):
             raise ValueError("Please enter a complete address")
         return {
             "addr1": value["addr1"],
@@ -502,6 +505,13 @@ def _coerce(field_def: dict[str, Any], value: Any) -> Any:
     if isinstance(value, (dict, list)):
         raise ValueError("Please enter a value")
     return value if isinstance(value, str) else str(value)
+
+
+def _filled(part: Any) -> bool:
+    """True when an address part has text (numbers count: a zip may come as one)."""
+    if part.__class__ is str:
+        return bool(part) and not part.isspace()
+    return bool(str(part or "").strip())
 
 
 def _parse_date(text: str, date_format: str) -> str:

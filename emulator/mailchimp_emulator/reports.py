@@ -93,10 +93,8 @@ class Visible:
         self.list_id: str = record["list_id"]
         self.list_is_active = self.list_id in state.lists
         self.recipients: dict[str, dict[str, Any]] = record["emails"]
-        running = tally.cached_tally(state, campaign_id)
-        if running is not None and running.latest <= now:
-            # Everything has happened already (known once the campaign's report was read; the
-            # usual case): share the lists, filter nothing.
+        if tally.latest_time(state, campaign_id, epoch) <= now:
+            # Everything has happened already (the usual case): share the lists, filter nothing.
             self.events: dict[str, list[Event]] = {email_id: rec["activity"] for email_id, rec in record["emails"].items()}
             self.unsubscribes: list[Any] = record["unsubscribes"]
         else:
@@ -262,16 +260,25 @@ def get_report(call: Call, campaign_id: str) -> Reply:
     return ok(filter_fields(call, render_report(call.state, campaign_id)))
 
 
-def _email_item(view: Visible, email_id: str, events: list[Event]) -> dict[str, Any]:
-    return {
-        "campaign_id": view.campaign_id,
-        "list_id": view.list_id,
-        "list_is_active": view.list_is_active,
-        "email_id": email_id,
-        "email_address": view.recipients[email_id]["email_address"],
-        "activity": list(events),  # rendered at once, never mutated: no need to copy each event
-        "_links": [],
-    }
+def _email_items(view: Visible) -> Callable[[tuple[str, list[Event]]], dict[str, Any]]:
+    """The renderer of ``(email_id, events)`` pairs as email-activity items, with the per-campaign
+    values bound once (a page holds every recipient of the campaign, thousands of them). An item
+    holds the event list itself, uncopied: replies are encoded at once and never mutated."""
+    campaign_id, list_id, active, recipients = view.campaign_id, view.list_id, view.list_is_active, view.recipients
+
+    def render(item: tuple[str, list[Event]]) -> dict[str, Any]:
+        email_id, events = item
+        return {
+            "campaign_id": campaign_id,
+            "list_id": list_id,
+            "list_is_active": active,
+            "email_id": email_id,
+            "email_address": recipients[email_id]["email_address"],
+            "activity": events,
+            "_links": [],
+        }
+
+    return render
 
 
 @router.route("GET", "/reports/{campaign_id}/email-activity")
@@ -279,13 +286,13 @@ def list_email_activity(call: Call, campaign_id: str) -> Reply:
     """Recipients with their activity; ``since`` keeps only later events (module docstring)."""
     view = Visible(call.state, campaign_id)
     since = parse_param_time(call, "since")
-    items: list[Any] = []
-    for email_id, events in view.events.items():
-        later = events_after(events, since)
-        if since is None or later:
-            items.append((email_id, later))
+    items: list[Any]
+    if since is None:
+        items = list(view.events.items())
+    else:
+        items = [(email_id, later) for email_id, events in view.events.items() if (later := events_after(events, since))]
     extra = {"campaign_id": campaign_id}
-    return ok(page(call, items, "emails", extra, render=lambda item: _email_item(view, *item)))
+    return ok(page(call, items, "emails", extra, render=_email_items(view)))
 
 
 @router.route("GET", "/reports/{campaign_id}/email-activity/{subscriber_hash}")
@@ -293,7 +300,7 @@ def get_email_activity(call: Call, campaign_id: str, subscriber_hash: str) -> Re
     view = Visible(call.state, campaign_id)
     email_id = view.email_id(subscriber_hash)
     events = events_after(view.events[email_id], parse_param_time(call, "since"))
-    return ok(filter_fields(call, _email_item(view, email_id, events)))
+    return ok(filter_fields(call, _email_items(view)((email_id, events))))
 
 
 def _unsubscribe_item(view: Visible, unsub: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ so a client sees all of them at once. Used by the e-commerce and campaign module
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
@@ -31,6 +31,20 @@ class Field:
     required: tuple[str, ...] = ()
     items: "Field | None" = None
     id_like: bool = False
+    accepts: type | None = field(init=False, repr=False, compare=False)
+    """The Python type taken as is, with nothing to check or convert (``str`` for a string without
+    length or enum limits, ``float`` for a number...): the fast path of :func:`_check_object`."""
+    fields: tuple[tuple[str, "Field"], ...] = field(init=False, repr=False, compare=False)
+    """``props`` as ``(name, schema)`` pairs, in order."""
+
+    def __post_init__(self) -> None:
+        plain_string = self.kind == "string" and self.max_length is None and not self.enum
+        accepts = str if plain_string else _ACCEPTED_AS_IS.get(self.kind)
+        object.__setattr__(self, "accepts", accepts)
+        object.__setattr__(self, "fields", tuple((self.props or {}).items()))
+
+
+_ACCEPTED_AS_IS: dict[str, type] = {"number": float, "integer": int, "boolean": bool}
 
 
 _JSON_TYPE_NAMES = {
@@ -48,72 +62,100 @@ def _type_name(value: Any) -> str:
     return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
 
 
-def _mismatch(value: Any, spec: Field, path: str) -> dict[str, str]:
+Location = Any
+"""Where a value sits in the body, built lazily: ``""`` (the body), or ``(parent, name)`` /
+``(parent, index)``. Validation is hot (100k-operation batches) and a path string is only needed
+for an error, so it is spelled out by :func:`_where` only then."""
+
+
+def _where(loc: Location) -> str:
+    """The error ``field`` of a location: ``lines.item:0.price``, ``customer.id``, ``""`` for the body."""
+    if loc.__class__ is str:
+        return loc
+    parent, part = loc
+    base = _where(parent)
+    if part.__class__ is int:
+        return f"{base}.item:{part}"
+    return f"{base}.{part}" if base else part
+
+
+def _mismatch(value: Any, spec: Field, loc: Location) -> dict[str, str]:
     """The error for a value of the wrong JSON type (built only when needed: validation is hot)."""
-    return {"field": path, "message": f"Schema describes {spec.kind}, {_type_name(value)} found instead"}
+    return {"field": _where(loc), "message": f"Schema describes {spec.kind}, {_type_name(value)} found instead"}
 
 
-def _check(value: Any, spec: Field, path: str, errors: list[dict[str, str]], *, partial: bool = False) -> Any:
-    """Return ``value`` normalised to ``spec``; append ``{field, message}`` for each problem."""
-    if spec.kind == "string":
-        if spec.id_like and isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if not isinstance(value, str):
-            errors.append(_mismatch(value, spec, path))
-            return value
+def _check(value: Any, spec: Field, loc: Location, errors: list[dict[str, str]], *, partial: bool = False) -> Any:
+    """Return ``value`` normalised to ``spec``; append ``{field, message}`` for each problem.
+
+    Each kind tests the usual, valid case first (a ``str`` for a string, a ``float`` for a number).
+    """
+    kind = spec.kind
+    if kind == "string":
+        if value.__class__ is not str:
+            if spec.id_like and isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
+            elif not isinstance(value, str):
+                errors.append(_mismatch(value, spec, loc))
+                return value
         if spec.max_length is not None and len(value) > spec.max_length:
             message = f"String is too long ({len(value)} characters); the maximum is {spec.max_length}."
-            errors.append({"field": path, "message": message})
+            errors.append({"field": _where(loc), "message": message})
         if spec.enum and value not in spec.enum:
             message = f"Value is not one of the allowed values: {', '.join(spec.enum)}."
-            errors.append({"field": path, "message": message})
+            errors.append({"field": _where(loc), "message": message})
         return value
-    if spec.kind == "number":
+    if kind == "number":
+        if value.__class__ is float:
+            return value
         if isinstance(value, str):
             try:
                 return float(value)
             except ValueError:
-                errors.append(_mismatch(value, spec, path))
+                errors.append(_mismatch(value, spec, loc))
                 return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            errors.append(_mismatch(value, spec, path))
+            errors.append(_mismatch(value, spec, loc))
             return value
         return float(value)
-    if spec.kind == "integer":
+    if kind == "integer":
+        if value.__class__ is int:
+            return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            errors.append(_mismatch(value, spec, path))
+            errors.append(_mismatch(value, spec, loc))
         return value
-    if spec.kind == "boolean":
+    if kind == "boolean":
         if not isinstance(value, bool):
-            errors.append(_mismatch(value, spec, path))
+            errors.append(_mismatch(value, spec, loc))
         return value
-    if spec.kind == "object":
+    if kind == "object":
         if not isinstance(value, dict):
-            errors.append(_mismatch(value, spec, path))
+            errors.append(_mismatch(value, spec, loc))
             return value
-        return _check_object(value, spec, path, errors, partial=partial)
-    if spec.kind == "array":
+        return _check_object(value, spec, loc, errors, partial=partial)
+    if kind == "array":
         if not isinstance(value, list):
-            errors.append(_mismatch(value, spec, path))
+            errors.append(_mismatch(value, spec, loc))
             return value
         item_spec = spec.items or Field("string")
-        return [_check(v, item_spec, f"{path}.item:{i}", errors) for i, v in enumerate(value)]
+        return [_check(v, item_spec, (loc, i), errors) for i, v in enumerate(value)]
     raise AssertionError(f"unknown schema kind {spec.kind!r}")
 
 
 def _check_object(
-    value: dict[str, Any], spec: Field, path: str, errors: list[dict[str, str]], *, partial: bool
+    value: dict[str, Any], spec: Field, loc: Location, errors: list[dict[str, str]], *, partial: bool
 ) -> dict[str, Any]:
+    """The known properties of ``value``, checked, in the schema's order (unknown ones dropped)."""
     missing = [name for name in spec.required if value.get(name) in (None, "")] if not partial else []
     if missing:
-        errors.append({"field": path, "message": "Required fields were not provided: " + ", ".join(missing)})
+        errors.append({"field": _where(loc), "message": "Required fields were not provided: " + ", ".join(missing)})
     out: dict[str, Any] = {}
-    for name, sub in (spec.props or {}).items():
-        if name not in value or name in missing:
+    for name, sub in spec.fields:
+        if name not in value or (missing and name in missing):
             continue
-        out[name] = _check(value[name], sub, f"{path}.{name}" if path else name, errors)
+        item = value[name]
+        out[name] = item if item.__class__ is sub.accepts else _check(item, sub, (loc, name), errors)
     return out
 
 

@@ -267,3 +267,32 @@ def test_large_batch_completes_while_polls_stay_responsive(emulator, mc, list_id
     assert slowest_poll < 5.0
     _, _, files = read_archive(status["response_body_url"])
     assert sum(len(f) for f in files.values()) == n
+
+
+def test_slow_operations_do_not_block_other_calls(emulator, mc, list_id):
+    """A batch of heavy operations (each GET renders a few thousand members) is run in slices of
+    bounded duration: progress shows mid-batch and other API calls are answered meanwhile."""
+    members = 3000
+    seed = mc.batches.start({"operations": [member_op(list_id, f"heavy{i}@acme-outfitters.com") for i in range(members)]})
+    wait_for(mc, seed["id"], timeout=60)
+    n = 40
+    heavy = [{"method": "GET", "path": f"/lists/{list_id}/members", "operation_id": f"page{i}"} for i in range(n)]
+    batch = mc.batches.start({"operations": heavy})
+    seen_partial = False
+    slowest_call = 0.0
+    deadline = time.monotonic() + 120
+    while True:
+        t = time.monotonic()
+        status = mc.batches.status(batch["id"])
+        slowest_call = max(slowest_call, time.monotonic() - t)
+        if status["status"] == "finished":
+            break
+        seen_partial = seen_partial or 0 < status["finished_operations"] < n
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert seen_partial, "the batch ran in one go: no progress was visible while it ran"
+    assert slowest_call < 2.0
+    _, _, files = read_archive(status["response_body_url"])
+    results = [r for f in files.values() for r in f]
+    assert len(results) == n and all(r["status_code"] == 200 for r in results)
+    assert all(json.loads(r["response"])["total_items"] == members for r in results)

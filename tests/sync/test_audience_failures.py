@@ -104,3 +104,36 @@ def test_a_task_killed_mid_batch_is_retried_without_sending_anything_twice(
     assert len(rows) == 3 and all(r.applied_at is not None for r in rows)
     assert sorted(r.operation_count for r in rows) == [2, 3, 3]
     assert h.emulator.admin("GET", "stats")["routes"][POST_BATCHES]["total"] == 3
+
+
+def test_the_next_chunk_goes_out_while_the_previous_batch_is_processed(
+    make_harness: Any, warehouse: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pipelining: chunk k+1 is submitted before chunk k's results are applied, at most two batches
+    are open at once, and every member is still written exactly once."""
+    from mailchimp_provider.operators.audience import MailchimpAudienceSyncOperator
+
+    h = make_harness(warehouse, sync={"max_operations_per_batch": 3})
+    h.insert(*good_customers(8))
+    h.emulator.admin("POST", "faults", json={"batch_ops_per_second": 10})  # each batch takes ~0.3 s
+    events: list[str] = []
+    submitted, applied = MailchimpAudienceSyncOperator.on_batches_submitted, MailchimpAudienceSyncOperator.apply_results
+
+    def on_submitted(self: Any, context: Any, entity: str, batch_ids: list[str]) -> None:
+        events.extend("submit" for _ in batch_ids)
+        submitted(self, context, entity, batch_ids)
+
+    def on_apply(self: Any, context: Any, entity: str, batch_id: str, results: Any) -> None:
+        applied(self, context, entity, batch_id, results)
+        events.append("apply")
+
+    monkeypatch.setattr(MailchimpAudienceSyncOperator, "on_batches_submitted", on_submitted)
+    monkeypatch.setattr(MailchimpAudienceSyncOperator, "apply_results", on_apply)
+    run = h.run()
+    assert run.state == "success"
+    assert h.batch_ops(PUT_MEMBER) == 8
+    res = h.results(run.run_id)
+    assert len(res) == 8 and {r["outcome"] for r in res.values()} == {"ok"}
+    in_flight = [events[: i + 1].count("submit") - events[: i + 1].count("apply") for i in range(len(events))]
+    assert events.count("submit") == events.count("apply") == 3, events
+    assert max(in_flight) == 2, events  # the next chunk went out before the previous was applied, never more

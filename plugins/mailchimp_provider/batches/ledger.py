@@ -109,6 +109,9 @@ class BatchLedger:
         self.state_store = state_store
         self._create_tables = create_tables
         self._tables_ready = False
+        self._mirror_cache: dict[str, dict[str, Any]] | None = None
+        """The mirror as last read or written: each store call is an Execution API round trip
+        (tens of ms), and only this task instance writes its key, so one read per ledger will do."""
 
     # -- where ----------------------------------------------------------------------------------
     @property
@@ -207,7 +210,9 @@ class BatchLedger:
                     .where(t.c.batch_id == batch_id, sa.or_(t.c.status.is_(None), t.c.status != ABANDONED))
                     .values(**values)
                 )
-        self._mirror_update(batch_id, {k: v for k, v in values.items() if k != "completed_at"}, keep_abandoned=True)
+        # The mirror only needs what re-attaching reads (the status), not the progress counters,
+        # so a poll that sees the same status costs no task_state_store call.
+        self._mirror_update(batch_id, {"status": values["status"]}, keep_abandoned=True)
 
     def mark_applied(self, batch_id: str) -> None:
         """The caller's bookkeeping for this batch's results is committed: close the row."""
@@ -281,6 +286,8 @@ class BatchLedger:
     def _mirror(self) -> dict[str, dict[str, Any]]:
         if self.state_store is None:
             return {}
+        if self._mirror_cache is not None:
+            return self._mirror_cache
         try:
             value = self.state_store.get(STATE_STORE_KEY, default={})
         except Exception as exc:  # noqa: BLE001 - the mirror is best effort when a warehouse exists
@@ -288,7 +295,8 @@ class BatchLedger:
                 raise
             log.warning("Could not read the task_state_store mirror of the batch ledger: %s", exc)
             return {}
-        return value if isinstance(value, dict) else {}
+        self._mirror_cache = value if isinstance(value, dict) else {}
+        return self._mirror_cache
 
     def _mirror_update(
         self, batch_id: str, values: dict[str, Any], *, create: bool = False, keep_abandoned: bool = False
@@ -303,11 +311,13 @@ class BatchLedger:
             entry = dict(entry or {})
             if keep_abandoned and entry.get("status") == ABANDONED:
                 values = {k: v for k, v in values.items() if k != "status"}
+            if not create and all(entry.get(k) == v for k, v in values.items()):
+                return  # nothing new to record (a poll that saw the same status)
             entry.update(values)
-            current[batch_id] = entry
             from airflow.sdk.execution_time.context import NEVER_EXPIRE
 
-            self.state_store.set(STATE_STORE_KEY, current, retention=NEVER_EXPIRE)
+            self.state_store.set(STATE_STORE_KEY, {**current, batch_id: entry}, retention=NEVER_EXPIRE)
+            self._mirror_cache = {**current, batch_id: entry}
         except Exception as exc:  # noqa: BLE001
             if self.engine is None:
                 raise

@@ -146,8 +146,9 @@ class BatchRunner:
         self.ledger.update_status(batch)
         return batch
 
-    def wait(self, batch_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Block until every batch is finished; return their last snapshots.
+    def wait(self, batch_ids: Sequence[str], *, any_finished: bool = False) -> dict[str, dict[str, Any]]:
+        """Block until every batch is finished (or, with ``any_finished``, until one is); return the
+        last snapshots.
 
         Raises MailchimpBatchExpiredError (first expired batch), MailchimpBatchStalledError (no
         progress for ``stall_timeout``) or MailchimpBatchError (``max_wait`` exceeded).
@@ -160,6 +161,8 @@ class BatchRunner:
                 except MailchimpBatchExpiredError:
                     progress.observe_expired(batch_id)
             verdict = progress.verdict()
+            if any_finished and len(progress.pending()) < len(batch_ids) and not verdict.expired:
+                return verdict.snapshots
             if verdict.outcome is Outcome.FINISHED:
                 log.info(verdict.message)
                 return verdict.snapshots

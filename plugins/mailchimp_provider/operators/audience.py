@@ -77,10 +77,3 @@ class MailchimpAudienceSyncOperator(MailchimpSyncOperator):
         list_id = self.list_id or ensure_audience(self.hook, config, source=self.config_path or "audience config").list_id
         return SyncEngine(db, tables, AudienceRules(config=config, list_id=list_id), run, settings)
 
-    # -- the lifecycle's hooks -----------------------------------------------------------------------
-    def on_batches_submitted(self, context: "Context", entity: str, batch_ids: list[str]) -> None:
-        """While Mailchimp works on the batch, plan the next one (not when deferring: the plan
-        would be lost with the process)."""
-        super().on_batches_submitted(context, entity, batch_ids)
-        if not self.deferrable:
-            self.sync_engine(context).prefetch()

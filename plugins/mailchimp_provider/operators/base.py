@@ -15,6 +15,12 @@ it, results are applied (and committed by the subclass) before the batch is mark
 confirmed bookkeeping. A retried or cleared task therefore re-attaches to what it already sent
 instead of sending it twice.
 
+Pipelining (synchronous waits only): while batches are open, ``next_operations_early`` may hand
+over operations that do not depend on their results (the next chunk of the same planning pass);
+they are submitted at once, up to ``max_open_batches`` batches in flight, so Mailchimp works on
+one batch while this task applies the previous one. The ledger holds every open batch, so a
+retried task re-attaches to all of them exactly as before. Deferrable operators wait for all.
+
 Subclass contract:
 
 * ``next_operations(context) -> (entity, operations) | None`` — what to send now; called again
@@ -23,6 +29,8 @@ Subclass contract:
   iterator and commit the bookkeeping before returning.
 * ``finish(context)`` — the summary; its return value becomes the task's XCom.
 * optionally ``on_batch_failed(context, entity, batch_id, error)`` — a batch was abandoned.
+* optionally ``next_operations_early(context)`` — like ``next_operations`` but asked while
+  batches are still open; None (the default) means "wait for them first".
 """
 
 from __future__ import annotations
@@ -69,6 +77,8 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
         that never returns None.
     :param abandon_stalled: on a stall, abandon the stalled batches and re-plan their records
         (sent again, idempotently) instead of failing the task with the batches kept open.
+    :param max_open_batches: most batches in flight when the subclass offers operations early
+        (synchronous waits only; see the module docstring).
     """
 
     operator_extra_links = (MailchimpBatchLink(),)
@@ -88,6 +98,7 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
         max_wait: float | None = None,
         max_rounds: int = 20,
         abandon_stalled: bool = False,
+        max_open_batches: int = 2,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -99,6 +110,8 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
             raise ValueError(f"{self.task_id}: max_operations_per_batch must be >= 1, got {max_operations_per_batch}")
         if max_rounds < 1:
             raise ValueError(f"{self.task_id}: max_rounds must be >= 1, got {max_rounds}")
+        if max_open_batches < 1:
+            raise ValueError(f"{self.task_id}: max_open_batches must be >= 1, got {max_open_batches}")
         self.mailchimp_conn_id = mailchimp_conn_id
         self.warehouse_conn_id = warehouse_conn_id
         self.table_prefix = table_prefix
@@ -110,6 +123,7 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
         self.max_wait = max_wait
         self.max_rounds = int(max_rounds)
         self.abandon_stalled = abandon_stalled
+        self.max_open_batches = int(max_open_batches)
 
     # -- subclass contract -------------------------------------------------------------------------
     def next_operations(self, context: "Context") -> tuple[str, list[dict[str, Any]]] | None:
@@ -131,6 +145,11 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
 
     def on_batches_submitted(self, context: "Context", entity: str, batch_ids: list[str]) -> None:
         """Called right after the ledger rows of a round are committed, before waiting. Default: nothing."""
+
+    def next_operations_early(self, context: "Context") -> tuple[str, list[dict[str, Any]]] | None:
+        """Operations that may go out while earlier batches are still open (their results not yet
+        applied), or None to wait for those first. Default: None (no pipelining)."""
+        return None
 
     # -- collaborators -----------------------------------------------------------------------------
     @cached_property
@@ -225,10 +244,15 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
     def _drive(self, context: "Context", runner: "BatchRunner", scope: "BatchScope", *, rounds: int) -> Any:
         while True:
             waiting = self._settle(context, runner, runner.open_batches(scope))
+            planned = None
             if waiting:
-                self._wait(context, runner, waiting, rounds)
-                continue
-            planned = self.next_operations(context)
+                if not self.deferrable and len(waiting) < self.max_open_batches:
+                    planned = self.next_operations_early(context)
+                if planned is None:
+                    self._wait(context, runner, waiting, rounds)
+                    continue
+            else:
+                planned = self.next_operations(context)
             if planned is None:
                 self._publish_batch_ids(context, runner, scope)
                 return self.finish(context)
@@ -311,7 +335,8 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
                 kwargs={"rounds": rounds},
             )
         try:
-            runner.wait(batch_ids)
+            # Return as soon as one batch is done: it is applied while the others keep running.
+            runner.wait(batch_ids, any_finished=True)
         except MailchimpBatchExpiredError:
             return  # the next _settle abandons it and applies the others
         except MailchimpBatchStalledError as exc:

@@ -138,6 +138,19 @@ class MailchimpSyncOperator(MailchimpBatchLifecycleOperator):
         operations = engine.next_operations()
         return None if operations is None else (engine.entity, operations)
 
+    def next_operations_early(self, context: "Context") -> tuple[str, list[dict[str, Any]]] | None:
+        """The next chunk of the current planning pass, submitted before the open batch is applied."""
+        engine = self.sync_engine(context)
+        operations = engine.next_operations_early()
+        return None if operations is None else (engine.entity, operations)
+
+    def on_batches_submitted(self, context: "Context", entity: str, batch_ids: list[str]) -> None:
+        """While Mailchimp works on the batch, plan the next one (not when deferring: the plan
+        would be lost with the process)."""
+        super().on_batches_submitted(context, entity, batch_ids)
+        if not self.deferrable:
+            self.sync_engine(context).prefetch()
+
     def apply_results(
         self, context: "Context", entity: str, batch_id: str, results: Iterator["OperationResult"]
     ) -> None:

@@ -639,13 +639,9 @@ class EcommerceSyncEngine(SyncEngine):
         self._unconfirmed: set[str] = set()
         """Records sent by this process whose write is not confirmed yet (or was not ``ok``)."""
 
-    def next_operations(self) -> list[dict[str, Any]] | None:
-        operations = super().next_operations()
-        for op in operations or ():
-            ref = OpRef.parse(op.get("operation_id"))
-            if ref is not None:
-                self._unconfirmed.add(ref.record_id)
-        return operations
+    def _hand_over(self, batch: list[PlannedOp]) -> list[dict[str, Any]]:
+        self._unconfirmed.update(op.record_id for op in batch)
+        return super()._hand_over(batch)
 
     def apply_results(self, batch_id: str | None, results: Iterable["OperationResult"]) -> Any:
         def watched() -> Iterator["OperationResult"]:

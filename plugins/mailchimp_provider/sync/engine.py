@@ -77,6 +77,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple, Sequence
 import sqlalchemy as sa
 
 from mailchimp_provider.errors import MailchimpError
+from mailchimp_provider.json_codec import dumps, dumps_sorted
 
 if TYPE_CHECKING:
     from mailchimp_provider.batches.results import OperationResult
@@ -109,7 +110,7 @@ OUTCOME_PLANNED = "planned"
 # ------------------------------------------------------------------------------------------------
 def canonical_json(value: Any) -> str:
     """Deterministic JSON (sorted keys, no spaces; dates and decimals as strings)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+    return dumps_sorted(value)
 
 
 def payload_hash(value: Any) -> str:
@@ -173,7 +174,7 @@ class PlannedOp:
         """The operation as Mailchimp's batch endpoint takes it (body as a JSON string)."""
         op: dict[str, Any] = {"method": self.method, "path": self.path, "operation_id": str(self.ref(entity))}
         if self.body is not None:
-            op["body"] = json.dumps(self.body, separators=(",", ":"), default=str)
+            op["body"] = dumps(self.body)
         if self.params:
             op["params"] = self.params
         return op
@@ -482,6 +483,23 @@ class SyncEngine:
             batch = next(self._generator, None)
         if batch is None:
             return None
+        return self._hand_over(batch)
+
+    def next_operations_early(self) -> list[dict[str, Any]] | None:
+        """The next batch of the current pass while earlier ones are still in flight, or None.
+
+        Plans within a pass never depend on each other's results (that is what a pass is), so
+        the batch can go out before the previous one is applied. None at a pass boundary (the
+        next pass needs every result of this one), at the end, and in a dry run.
+        """
+        self.prefetch()
+        batch = self._prefetched
+        if batch is _NOT_FETCHED or batch is _PASS_END or batch is None:
+            return None
+        self._prefetched = _NOT_FETCHED
+        return self._hand_over(batch)
+
+    def _hand_over(self, batch: list[PlannedOp]) -> list[dict[str, Any]]:
         for op in batch:
             self._in_flight[str(op.ref(self.entity))] = op
         return [op.to_operation(self.entity) for op in batch]

@@ -92,13 +92,15 @@ def stream_sql(
         try:
             keys = list(result.keys())
             converters = [_CONVERTERS.get(types.get(k, ""), _any_value) for k in keys]
+            # Text columns pass through as they are; only the others cost a call per value.
+            converted = [(i, k, convert) for i, (k, convert) in enumerate(zip(keys, converters)) if convert is not _to_text]
             for partition in result.partitions(chunk_size):
                 chunk = []
                 for row in partition:
-                    record: dict[str, Any] = {}
-                    for k, convert, value in zip(keys, converters, row):
+                    record: dict[str, Any] = dict(zip(keys, row))
+                    for i, k, convert in converted:
+                        value = row[i]
                         if value is None:
-                            record[k] = None
                             continue
                         try:
                             record[k] = convert(value)

@@ -16,13 +16,13 @@ Two column types make SQLite and PostgreSQL behave the same for callers:
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
 
 from mailchimp_provider.errors import MailchimpConfigError
+from mailchimp_provider.json_codec import dumps_sorted
 
 DEFAULT_PREFIX = "mailchimp_"
 
@@ -88,7 +88,7 @@ class JsonText(sa.types.TypeDecorator):
     def process_bind_param(self, value: Any, dialect: sa.Dialect) -> str | None:
         if value is None or isinstance(value, str):
             return value
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+        return dumps_sorted(value)
 
 
 def key_text(length: int = 255) -> sa.types.TypeEngine:

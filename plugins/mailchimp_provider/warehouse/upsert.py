@@ -317,9 +317,40 @@ def _on_conflict(
         return UpsertCounts(inserted, touched - inserted, len(rows) - touched)
     if postgres and conn.dialect.insert_executemany_returning:
         conn.execute(stmt.returning(table.c[key[0]]), rows).close()
+    elif not postgres:
+        _executemany_positional(conn, stmt, rows)
     else:
         conn.execute(stmt, rows)
     return None
+
+
+def _executemany_positional(conn: sa.Connection, stmt: Any, rows: list[dict[str, Any]]) -> None:
+    """Compile once, bind each row as a tuple, and let the driver's executemany loop.
+
+    SQLAlchemy's executemany processes every row's parameters in Python (about half the time of
+    a 100k-row bookkeeping write on SQLite); here only columns whose type converts values
+    (timestamps, JSON) pay a call per row.
+    """
+    compiled = stmt.compile(dialect=conn.dialect, column_keys=list(rows[0]))
+    names = list(compiled.positiontup or [])
+    if not names or any(name not in rows[0] for name in names):
+        conn.execute(stmt, rows)  # a bind that is not a row value: let SQLAlchemy do it
+        return
+    procs = [compiled.binds[name].type._cached_bind_processor(conn.dialect) for name in names]
+    get = operator.itemgetter(*names) if len(names) > 1 else (lambda row, _n=names[0]: (row[_n],))
+    if any(procs):
+        convert = [(i, p) for i, p in enumerate(procs) if p is not None]
+
+        def bind(row: dict[str, Any]) -> tuple[Any, ...]:
+            values = list(get(row))
+            for i, proc in convert:
+                values[i] = proc(values[i])
+            return tuple(values)
+
+        params = [bind(row) for row in rows]
+    else:
+        params = [get(row) for row in rows]
+    conn.exec_driver_sql(str(compiled), params)
 
 
 def _count_stored(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], key: list[str]) -> int:
