@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -152,3 +153,36 @@ def test_empty_url_and_campaign_id_default_to_empty_string_not_null(warehouse) -
     with warehouse.engine.connect() as conn:
         assert conn.execute(sa.select(t.unsubscribe.c.campaign_id)).scalar_one() == ""
         assert conn.execute(sa.select(t.activity.c.url)).scalar_one() == ""
+
+
+@pytest.mark.postgres
+def test_statistics_are_refreshed_after_a_bulk_write_so_lookups_use_the_key_index(pg_warehouse) -> None:
+    """Right after a first load PostgreSQL has no statistics and plans key lookups as full index
+    scans; refresh_statistics (called by a sync that wrote many records) analyzes the tables."""
+    from mailchimp_provider.warehouse.tables import refresh_statistics
+
+    t = WarehouseTables()
+    t.create_all(pg_warehouse.engine)
+    state = t.sync_state
+    now = datetime.now(timezone.utc)
+    rows = [{"entity": "member", "record_id": f"C{i:06d}", "payload_hash": "h", "attempts": 0, "updated_at": now}
+            for i in range(3000)]
+    with pg_warehouse.engine.begin() as conn:
+        conn.execute(sa.insert(state), rows)
+
+    def analyzed() -> int:
+        with pg_warehouse.engine.connect() as conn:
+            return conn.execute(sa.text(
+                "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = :name"), {"name": state.name}
+            ).scalar_one()
+
+    before = analyzed()
+    refresh_statistics(pg_warehouse.engine, [state, t.sync_result])
+    deadline = time.monotonic() + 5  # the statistics collector reports asynchronously
+    while analyzed() == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert analyzed() == before + 1
+    with pg_warehouse.engine.connect() as conn:
+        plan = "\n".join(r[0] for r in conn.execute(sa.text(
+            f"EXPLAIN SELECT payload_hash FROM {state.name} WHERE entity = 'member' AND record_id IN ('C000001', 'C000002')")))
+    assert "Index Scan" in plan and "Bitmap" not in plan, plan

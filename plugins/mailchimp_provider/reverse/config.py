@@ -75,7 +75,7 @@ class CampaignsConfig:
 @dataclass(frozen=True)
 class ActivityConfig:
     lookback_minutes: int = 60
-    batch_chunk_size: int = 100
+    batch_chunk_size: int = 25
     insert_chunk_size: int = 10_000
     deferrable: bool = True
     """Wait for batches in the triggerer (no worker slot held) instead of polling in the task."""

@@ -78,6 +78,7 @@ import sqlalchemy as sa
 
 from mailchimp_provider.errors import MailchimpError
 from mailchimp_provider.json_codec import dumps, dumps_sorted
+from mailchimp_provider.warehouse.tables import refresh_statistics
 
 if TYPE_CHECKING:
     from mailchimp_provider.batches.results import OperationResult
@@ -92,6 +93,10 @@ MAX_PASSES = 3
 """Planning passes per process: the first sends changes, the second follow-ups (e.g. tags that
 need the member to exist), the third heals what a lost result left behind. Bounded on purpose."""
 STATE_LOOKUP_CHUNK = 900
+ANALYZE_AFTER_WRITES = 5_000
+"""A run that wrote this many records refreshes the bookkeeping tables' planner statistics: right
+after a first load PostgreSQL has none, and its state lookups scanned the whole index (10x slower
+reruns) until autovacuum got round to it."""
 """Keys per ``IN (...)`` lookup: well under every dialect's bind-parameter limit."""
 
 _PASS_END: Any = object()
@@ -901,6 +906,8 @@ class SyncEngine:
         """Log the summary table (to ``logger``, e.g. the task's) and apply the failure threshold."""
         summary = self.summary()
         (logger or log).info("\n%s", format_summary(summary, dry_run=self.ctx.dry_run))
+        if summary.count(OUTCOME_OK) + summary.count(OUTCOME_FAILED) >= ANALYZE_AFTER_WRITES:
+            refresh_statistics(self.db, [self.tables.sync_state, self.tables.sync_result])
         self.check_failure_threshold(summary)
         return summary
 

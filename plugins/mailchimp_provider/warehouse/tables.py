@@ -16,6 +16,8 @@ Two column types make SQLite and PostgreSQL behave the same for callers:
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -23,6 +25,8 @@ import sqlalchemy as sa
 
 from mailchimp_provider.errors import MailchimpConfigError
 from mailchimp_provider.json_codec import dumps_sorted
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "mailchimp_"
 
@@ -67,9 +71,12 @@ def to_utc(value: Any) -> datetime | None:
         return None
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value.strip().replace(" ", "T", 1))
+            value = datetime.fromisoformat(value)  # the common case: what a driver or Mailchimp wrote
         except ValueError:
-            raise ValueError(f"not an ISO-8601 timestamp: {value!r}") from None
+            try:
+                value = datetime.fromisoformat(value.strip().replace(" ", "T", 1))
+            except ValueError:
+                raise ValueError(f"not an ISO-8601 timestamp: {value!r}") from None
     if isinstance(value, date) and not isinstance(value, datetime):
         value = datetime(value.year, value.month, value.day)
     if not isinstance(value, datetime):
@@ -433,6 +440,19 @@ class WarehouseTables:
             # the random subscriber hash made PostgreSQL's COPY ~70% slower. Per-member queries
             # that need one can add it (README, "Tables we write").
         )
+
+
+def refresh_statistics(engine: sa.Engine, tables: Sequence[sa.Table]) -> None:
+    """``ANALYZE`` tables after a bulk write, so the planner uses their indexes at once (PostgreSQL;
+    other databases are left to themselves). Best effort: a failure is logged, not raised."""
+    if engine.dialect.name != "postgresql":
+        return
+    prep = engine.dialect.identifier_preparer
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE " + ", ".join(prep.format_table(t) for t in tables))
+    except sa.exc.DBAPIError as exc:
+        log.warning("Could not refresh planner statistics of %s: %s", ", ".join(t.name for t in tables), exc)
 
 
 def _ensure_schema(conn: sa.Connection, schema: str) -> None:

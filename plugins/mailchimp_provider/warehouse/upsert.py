@@ -55,6 +55,10 @@ from mailchimp_provider.warehouse.tables import JsonText, UtcDateTime, to_utc
 DEFAULT_CHUNK_SIZE = 50_000
 # Below this many rows a multi-row INSERT beats creating a staging table.
 COPY_THRESHOLD = 2_000
+COPY_READ_SIZE = 4 * 1024 * 1024
+"""Characters psycopg2 reads from the COPY buffer at a time. Each read takes the GIL back; with
+the default 8 KB a COPY running in a writer thread waited on the parsing thread thousands of
+times per campaign."""
 
 Strategy = Literal["auto", "copy", "on_conflict", "generic"]
 
@@ -400,7 +404,7 @@ def _copy_merge(
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         if new_keys:
-            cursor.copy_expert(f"COPY {target} ({cols_sql}) FROM STDIN", buf)
+            cursor.copy_expert(f"COPY {target} ({cols_sql}) FROM STDIN", buf, size=COPY_READ_SIZE)
             return UpsertCounts(inserted=len(rows))
         if updates:
             assignments = [*updates, *(c for c in refresh if c not in updates)]
@@ -421,7 +425,7 @@ def _copy_merge(
             f"ON CONFLICT ({key_sql}) {conflict}"
         )
         cursor.execute(f"CREATE TEMPORARY TABLE {stage} AS SELECT {cols_sql} FROM {target} WITH NO DATA")
-        cursor.copy_expert(f"COPY {stage} ({cols_sql}) FROM STDIN", buf)
+        cursor.copy_expert(f"COPY {stage} ({cols_sql}) FROM STDIN", buf, size=COPY_READ_SIZE)
         counts = None
         if count:
             cursor.execute(
