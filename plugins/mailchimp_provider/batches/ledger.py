@@ -316,8 +316,9 @@ class BatchLedger:
             entry.update(values)
             from airflow.sdk.execution_time.context import NEVER_EXPIRE
 
-            self.state_store.set(STATE_STORE_KEY, {**current, batch_id: entry}, retention=NEVER_EXPIRE)
-            self._mirror_cache = {**current, batch_id: entry}
+            mirror = {**current, batch_id: entry}
+            self.state_store.set(STATE_STORE_KEY, mirror, retention=NEVER_EXPIRE)
+            self._mirror_cache = mirror
         except Exception as exc:  # noqa: BLE001
             if self.engine is None:
                 raise

@@ -161,10 +161,11 @@ class BatchRunner:
                 except MailchimpBatchExpiredError:
                     progress.observe_expired(batch_id)
             verdict = progress.verdict()
-            if any_finished and len(progress.pending()) < len(batch_ids) and not verdict.expired:
-                return verdict.snapshots
             if verdict.outcome is Outcome.FINISHED:
                 log.info(verdict.message)
+                return verdict.snapshots
+            if any_finished and len(progress.pending()) < len(batch_ids) and not verdict.expired:
+                log.info("%s The finished batch(es) are applied while the others run.", verdict.message)
                 return verdict.snapshots
             if verdict.outcome is Outcome.EXPIRED or verdict.expired:
                 raise MailchimpBatchExpiredError(verdict.expired[0], *split_hint(verdict.message))

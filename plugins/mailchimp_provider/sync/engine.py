@@ -93,11 +93,11 @@ MAX_PASSES = 3
 """Planning passes per process: the first sends changes, the second follow-ups (e.g. tags that
 need the member to exist), the third heals what a lost result left behind. Bounded on purpose."""
 STATE_LOOKUP_CHUNK = 900
+"""Keys per ``IN (...)`` lookup: well under every dialect's bind-parameter limit."""
 ANALYZE_AFTER_WRITES = 5_000
 """A run that wrote this many records refreshes the bookkeeping tables' planner statistics: right
 after a first load PostgreSQL has none, and its state lookups scanned the whole index (10x slower
 reruns) until autovacuum got round to it."""
-"""Keys per ``IN (...)`` lookup: well under every dialect's bind-parameter limit."""
 
 _PASS_END: Any = object()
 """Yielded by the planner between passes: the next pass must not start before every result of
