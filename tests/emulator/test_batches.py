@@ -38,6 +38,24 @@ def wait_for(mc, batch_id: str, status: str = "finished", timeout: float = 30.0)
         time.sleep(0.05)
 
 
+def poll_until_finished(
+    mc, batch_id: str, *, deadline: float, interval: float
+) -> tuple[dict[str, Any], float, list[dict[str, Any]]]:
+    """Poll a batch until it is finished (failing past ``deadline``, a ``time.monotonic()``
+    value): its last status, the slowest poll in seconds, and every status seen."""
+    seen: list[dict[str, Any]] = []
+    slowest = 0.0
+    while True:
+        t = time.monotonic()
+        status = mc.batches.status(batch_id)
+        slowest = max(slowest, time.monotonic() - t)
+        seen.append(status)
+        if status["status"] == "finished":
+            return status, slowest, seen
+        assert time.monotonic() < deadline, f"batch {batch_id} still {status['status']}"
+        time.sleep(interval)
+
+
 def read_archive(url: str) -> tuple[bytes, list[tarfile.TarInfo], dict[str, list[dict[str, Any]]]]:
     """Download a results archive and stream it like the tap does (``r|gz``)."""
     resp = requests.get(url, timeout=30)
@@ -254,15 +272,7 @@ def test_large_batch_completes_while_polls_stay_responsive(emulator, mc, list_id
     ops = [member_op(list_id, f"bulk{i}@acme-outfitters.com", f"b{i}") for i in range(n)]
     started = time.monotonic()
     batch = mc.batches.start({"operations": ops})
-    slowest_poll = 0.0
-    while True:
-        t = time.monotonic()
-        status = mc.batches.status(batch["id"])
-        slowest_poll = max(slowest_poll, time.monotonic() - t)
-        if status["status"] == "finished":
-            break
-        assert time.monotonic() - started < 120
-        time.sleep(0.1)
+    status, slowest_poll, _ = poll_until_finished(mc, batch["id"], deadline=started + 120, interval=0.1)
     assert status["finished_operations"] == n and status["errored_operations"] == 0
     assert slowest_poll < 5.0
     _, _, files = read_archive(status["response_body_url"])
@@ -278,18 +288,8 @@ def test_slow_operations_do_not_block_other_calls(emulator, mc, list_id):
     n = 40
     heavy = [{"method": "GET", "path": f"/lists/{list_id}/members", "operation_id": f"page{i}"} for i in range(n)]
     batch = mc.batches.start({"operations": heavy})
-    seen_partial = False
-    slowest_call = 0.0
-    deadline = time.monotonic() + 120
-    while True:
-        t = time.monotonic()
-        status = mc.batches.status(batch["id"])
-        slowest_call = max(slowest_call, time.monotonic() - t)
-        if status["status"] == "finished":
-            break
-        seen_partial = seen_partial or 0 < status["finished_operations"] < n
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    status, slowest_call, seen = poll_until_finished(mc, batch["id"], deadline=time.monotonic() + 120, interval=0.01)
+    seen_partial = any(0 < s["finished_operations"] < n for s in seen)
     assert seen_partial, "the batch ran in one go: no progress was visible while it ran"
     assert slowest_call < 2.0
     _, _, files = read_archive(status["response_body_url"])
