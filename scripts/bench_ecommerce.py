@@ -191,12 +191,11 @@ def _drive(engine: Any, runner: Any, batch_scope: Any, entity: str, max_open: in
         elif len(open_ids) < max_open and (operations := engine.next_operations_early()) is not None:
             pass
         else:
-            runner.wait(open_ids, any_finished=True)
-            for batch_id in list(open_ids):
-                if runner.refresh(batch_id).get("status") == "finished":
-                    engine.apply_results(batch_id, runner.results(batch_id))
-                    runner.mark_applied(batch_id)
-                    open_ids.remove(batch_id)
+            snapshots = runner.wait(open_ids, any_finished=True)
+            for batch_id in [b for b in open_ids if snapshots.get(b, {}).get("status") == "finished"]:
+                engine.apply_results(batch_id, runner.results(batch_id))
+                runner.mark_applied(batch_id)
+                open_ids.remove(batch_id)
             continue
         open_ids += runner.submit(batch_scope, entity, operations)
         engine.prefetch()

@@ -9,14 +9,15 @@ The emulator runs in a child process (zero latency) and is seeded in-process by 
 manipulation: every recipient opens once, 30% open again, 12% click, 2% bounce instead. This
 process then runs what ``pull_email_activity`` runs, minus Airflow: ``activity.plan`` ->
 ``BatchRunner.submit`` (chunks of ``batch_chunk_size`` campaigns) -> ``BatchRunner.wait`` until one
-batch finishes -> ``activity.apply_results`` on it while the emulator works on the next (the results archive streamed and normalised in this thread while a
-writer thread COPYs the previous campaign; one transaction per campaign with its bookmark). It does it twice: the first run loads everything, the
-incremental rerun (a new pass) asks each campaign only for what came after its bookmark minus the
-lookback.
+batch finishes -> ``activity.apply_results`` on it while the emulator works on the next (the
+results archive streamed and normalised in this thread while a writer thread COPYs the previous
+campaign; one transaction per campaign with its bookmark). It does it twice: the first run loads
+everything, the incremental rerun (a new pass) asks each campaign only for what came after its
+bookmark minus the lookback.
 
 Printed per run: wall time (planning to the last commit, emulator batch processing included),
-the apply phase alone (download + parse + insert, summed over batches), activity rows per second for both, HTTP
-requests the emulator received, and this process's peak memory (``ru_maxrss``; the emulator's
+the apply phase alone (download + parse + insert, summed over batches), activity rows per second
+for both, HTTP requests the emulator received, and this process's peak memory (``ru_maxrss``; the emulator's
 memory is its own process's). Target (issue #6): over 50,000 activity rows per second into the
 warehouse, memory flat in the number of rows.
 """
@@ -140,10 +141,8 @@ def run_pull(engine: Any, tables: Any, config: Any, port: int, pass_name: str) -
     applying = 0.0
     pending = list(batch_ids)
     while pending:  # as the operator's synchronous wait: apply each batch as soon as it finishes
-        runner.wait(pending, any_finished=True)
-        for batch_id in list(pending):
-            if runner.refresh(batch_id).get("status") != "finished":
-                continue
+        snapshots = runner.wait(pending, any_finished=True)
+        for batch_id in [b for b in pending if snapshots.get(b, {}).get("status") == "finished"]:
             pending.remove(batch_id)
             entry = ledger.get(batch_id)
             t_apply = time.perf_counter()
