@@ -18,13 +18,15 @@ bookmark minus the lookback.
 Printed per run: wall time (planning to the last commit, emulator batch processing included),
 the apply phase alone (download + parse + insert, summed over batches), activity rows per second
 for both, HTTP requests the emulator received, and this process's peak memory (``ru_maxrss``; the emulator's
-memory is its own process's). Target (issue #6): over 50,000 activity rows per second into the
+memory is its own process's), and the CPU seconds spent by this process, the emulator and
+PostgreSQL (all its server processes, read from /proc) during the run. Target (issue #6): over 50,000 activity rows per second into the
 warehouse, memory flat in the number of rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import random
@@ -122,7 +124,36 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_pull(engine: Any, tables: Any, config: Any, port: int, pass_name: str) -> dict[str, Any]:
+def _cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User + system CPU of a process (and of its reaped children) from /proc; 0 where unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu() -> float:
+    """CPU of every PostgreSQL server process on this machine, ended backends included (via the postmaster)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                comm = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if comm.startswith("postgres"):
+                total += _cpu_seconds(int(entry.name), children=True)
+    return total
+
+
+def _cpu_snapshot(emulator_pid: int) -> tuple[float, float, float]:
+    """(this process, the emulator, PostgreSQL) CPU seconds so far."""
+    return _cpu_seconds(os.getpid()), _cpu_seconds(emulator_pid), _postgres_cpu()
+
+
+def run_pull(engine: Any, tables: Any, config: Any, port: int, pass_name: str, emulator_pid: int) -> dict[str, Any]:
     from mailchimp_provider.batches.ledger import BatchLedger, BatchScope
     from mailchimp_provider.batches.runner import BatchRunner
     from mailchimp_provider.hooks.mailchimp import MailchimpHook
@@ -133,6 +164,7 @@ def run_pull(engine: Any, tables: Any, config: Any, port: int, pass_name: str) -
     ledger = BatchLedger(engine, tables)
     runner = BatchRunner(hook, ledger, max_operations_per_batch=config.activity.batch_chunk_size, poll_interval=0.2)
     scope = BatchScope("mailchimp_engagement_pull", pass_name, "pull_email_activity")
+    cpu_before = _cpu_snapshot(emulator_pid)
     started = time.perf_counter()
     with engine.connect() as conn:
         planned = activity.plan(conn, tables, config, f"{pass_name}#0")
@@ -159,7 +191,9 @@ def run_pull(engine: Any, tables: Any, config: Any, port: int, pass_name: str) -
             if outcome.failures:
                 raise SystemExit(f"operations failed: {outcome.failures[:3]}")
     finished = time.perf_counter()
+    cpu = [after - before for after, before in zip(_cpu_snapshot(emulator_pid), cpu_before)]
     return {
+        "cpu_self": cpu[0], "cpu_emulator": cpu[1], "cpu_postgres": cpu[2],
         "campaigns": len(planned), "batches": len(batch_ids), "rows": rows, "gained": gained, "changed": changed,
         "wall": finished - started, "apply": applying,
         "requests": _admin(port, "stats")["requests"] - requests_before, "peak_mb": _peak_mb(),
@@ -172,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipients", type=int, default=5000)
     parser.add_argument("--chunk", type=int, default=25, help="campaigns per batch (activity.batch_chunk_size)")
     parser.add_argument("--pg-url", default=os.environ.get("MAILCHIMP_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--profile", metavar="DIR", help="write a cProfile of each run (this thread only) into DIR")
     parser.add_argument("--serve-emulator", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_emulator:
@@ -218,12 +253,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  campaigns pulled in {time.perf_counter() - t0:.1f} s (their rows plan the activity pull)\n", flush=True)
 
         print(f"{'run':<12}{'campaigns':>10}{'batches':>8}{'rows':>11}{'gained':>10}{'wall s':>9}"
-              f"{'rows/s':>10}{'apply s':>9}{'apply rows/s':>14}{'HTTP req':>10}{'peak MB':>9}")
+              f"{'rows/s':>10}{'apply s':>9}{'apply rows/s':>14}{'HTTP req':>10}{'peak MB':>9}"
+              f"{'CPU s: pull':>13}{'emulator':>9}{'postgres':>9}")
         for name in ("first", "incremental"):
-            r = run_pull(engine, tables, config, port, f"bench-{name}")
+            profiler = cProfile.Profile() if args.profile else None
+            if profiler:
+                profiler.enable()
+            r = run_pull(engine, tables, config, port, f"bench-{name}", child.pid)
+            if profiler:
+                profiler.disable()
+                Path(args.profile).mkdir(parents=True, exist_ok=True)
+                profiler.dump_stats(Path(args.profile) / f"engagement-{name}.prof")
             print(f"{name:<12}{r['campaigns']:>10}{r['batches']:>8}{r['rows']:>11,}{r['gained']:>10,}{r['wall']:>9.1f}"
                   f"{r['rows'] / r['wall']:>10,.0f}{r['apply']:>9.1f}{r['rows'] / max(r['apply'], 1e-9):>14,.0f}"
-                  f"{r['requests']:>10}{r['peak_mb']:>9.0f}", flush=True)
+                  f"{r['requests']:>10}{r['peak_mb']:>9.0f}"
+                  f"{r['cpu_self']:>13.1f}{r['cpu_emulator']:>9.1f}{r['cpu_postgres']:>9.1f}", flush=True)
         with engine.connect() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(tables.activity)).scalar_one()
         print(f"\n{total:,} rows in {tables.table_name('activity')}")

@@ -19,7 +19,6 @@ import codecs
 import io
 import json
 import tarfile
-from dataclasses import dataclass, field
 from typing import IO, Any, Iterator
 
 import msgspec
@@ -36,19 +35,64 @@ class ResultsArchiveError(ValueError):
     """The archive (or one file in it) is not in Mailchimp's results format; says where."""
 
 
-@dataclass(frozen=True)
+_UNDECODED: Any = object()
+
+
 class OperationResult:
     """The outcome of one operation of a batch.
 
     ``body`` is the operation's response parsed from the ``response`` string: the resource on
     success, Mailchimp's problem document on error, or None when the response was empty or not
-    JSON (then ``raw_response`` keeps the text for the error message).
+    JSON (then ``raw_response`` keeps the text for the error message). Results read from an
+    archive decode ``body`` on first use; until then ``response_text`` is all there is, so a
+    consumer with its own decoder (the email-activity load decodes straight into typed records)
+    never pays for a generic decode.
     """
 
-    operation_id: str | None
-    status_code: int
-    body: Any
-    raw_response: str | None = field(default=None, repr=False, compare=False)
+    __slots__ = ("operation_id", "status_code", "response_text", "_body", "_raw")
+
+    def __init__(
+        self, operation_id: str | None, status_code: int, body: Any = None, raw_response: str | None = None
+    ) -> None:
+        self.operation_id = operation_id
+        self.status_code = status_code
+        self.response_text: str | None = None
+        """The ``response`` string as the archive holds it (None for results built from a body)."""
+        self._body = body
+        self._raw = raw_response
+
+    @classmethod
+    def from_response(cls, operation_id: str | None, status_code: int, text: str) -> "OperationResult":
+        """A result whose body is decoded from ``text`` when first asked for."""
+        result = cls(operation_id, status_code)
+        result.response_text = text
+        result._body = _UNDECODED
+        return result
+
+    @property
+    def body(self) -> Any:
+        if self._body is _UNDECODED:
+            try:
+                self._body = _decode_response(self.response_text or "")
+            except ValueError:
+                self._body, self._raw = None, self.response_text
+        return self._body
+
+    @property
+    def raw_response(self) -> str | None:
+        """The response text when it was not JSON (for error messages); None otherwise."""
+        self.body  # noqa: B018 - decoding tells JSON from not-JSON
+        return self._raw
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, OperationResult):
+            return NotImplemented
+        return (self.operation_id, self.status_code, self.body) == (other.operation_id, other.status_code, other.body)
+
+    __hash__ = None  # type: ignore[assignment]  # bodies are dicts and lists
+
+    def __repr__(self) -> str:
+        return f"OperationResult(operation_id={self.operation_id!r}, status_code={self.status_code!r}, body={self.body!r})"
 
     @property
     def ok(self) -> bool:
@@ -171,18 +215,11 @@ def _to_result(item: Any, name: str, index: int) -> OperationResult:
     if operation_id is not None:
         operation_id = str(operation_id)
     response = item.get("response")
-    body: Any
-    raw: str | None = None
     if isinstance(response, (dict, list)):  # tolerate an already-decoded response
-        body = response
-    elif isinstance(response, str) and response.strip():
-        try:
-            body = _decode_response(response)
-        except ValueError:
-            body, raw = None, response
-    else:
-        body = None
-    return OperationResult(operation_id=operation_id, status_code=status, body=body, raw_response=raw)
+        return OperationResult(operation_id, status, response)
+    if isinstance(response, str) and response.strip():
+        return OperationResult.from_response(operation_id, status, response)
+    return OperationResult(operation_id, status, None)
 
 
 def _iter_json_array(stream: IO[bytes], name: str) -> Iterator[Any]:

@@ -39,9 +39,11 @@ from mailchimp_provider.gc_tuning import bulk_allocations
 from mailchimp_provider.reverse import watermarks
 from mailchimp_provider.reverse.audiences import mailchimp_time
 from mailchimp_provider.reverse.config import EngagementConfig
+from mailchimp_provider.reverse.activity_copy import ActivityText, activity_copy_text
 from mailchimp_provider.reverse.loading import LoadCounts, merge_rows
-from mailchimp_provider.reverse.normalise import NormalisationError, activity_rows
+from mailchimp_provider.reverse.normalise import ACTIVITY_COLUMNS, NormalisationError, activity_rows
 from mailchimp_provider.warehouse.tables import WarehouseTables, to_utc
+from mailchimp_provider.warehouse.upsert import CopyLayout, copy_layout, copy_lines
 
 log = logging.getLogger(__name__)
 
@@ -150,12 +152,16 @@ def apply_results(
     """Load each campaign's activity and move its bookmark, one transaction per campaign.
 
     Two stages overlap: this thread reads the archive and turns the next campaign's emails into
-    rows while a writer thread commits the previous one (COPY and commit wait on the database,
-    not on Python). At most two campaigns are in flight, so memory stays flat; commits keep the
-    archive's order. An error stops the stream: campaigns already handed over are committed
-    first (each is complete on its own), then the error is raised. SQLite loads inline.
+    rows (on PostgreSQL: COPY lines, see ``activity_copy``) while ``activity.writers`` writer
+    threads, one connection each, commit the campaigns before it (COPY and commit wait on the
+    database, not on Python; PostgreSQL's COPY is the slowest stage, and two connections load
+    two campaigns at once). At most ``writers + 1`` campaigns are in memory, so memory stays flat.
+    Campaigns are independent transactions, so their commit order does not matter. An error stops
+    the stream: campaigns already handed over are committed first (each is complete on its own),
+    then the error is raised. SQLite loads inline.
     """
     outcome = ApplyOutcome()
+    layout = _copy_layout(engine, tables)
     ceiling = to_utc(submitted_at) if submitted_at is not None else datetime.now(timezone.utc)
     pending: deque[Future[LoadCounts | None]] = deque()
 
@@ -165,7 +171,8 @@ def apply_results(
             outcome.counts.add(counts)
             outcome.campaigns += 1
 
-    with bulk_allocations(), _writer(engine) as writer:
+    writers = 1 if engine.dialect.name == "sqlite" else config.activity.writers
+    with bulk_allocations(), _writer(engine, writers) as writer:
         try:
             for result in results:
                 campaign_id = result.operation_id
@@ -180,15 +187,13 @@ def apply_results(
                         result.status_code,
                     )
                     continue
-                if not result.ok or not isinstance(result.body, dict):
+                load = _CampaignLoad.prepare(campaign_id, result, layout)
+                if load is None:
                     outcome.failures.append(_failure_message(campaign_id, result))
                     pending.append(writer.submit(_record_failure, engine, tables, campaign_id, current_pass))
                 else:
-                    rows = campaign_rows(campaign_id, result.body)
-                    pending.append(writer.submit(
-                        _commit_campaign, engine, tables, config, campaign_id, rows, ceiling, current_pass,
-                    ))
-                while len(pending) > 1:
+                    pending.append(writer.submit(_commit_campaign, engine, tables, config, load, ceiling, current_pass))
+                while len(pending) > writers:
                     collect(pending.popleft())
             while pending:
                 collect(pending.popleft())
@@ -199,11 +204,12 @@ def apply_results(
     return outcome
 
 
-def _writer(engine: sa.Engine) -> Executor:
-    """One writer thread on a client/server database; inline on SQLite (one writer at a time anyway)."""
+def _writer(engine: sa.Engine, writers: int) -> Executor:
+    """Writer threads (one connection each) on a client/server database; inline on SQLite, which
+    takes one writer at a time anyway."""
     if engine.dialect.name == "sqlite":
         return _Inline()
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="activity-writer")
+    return ThreadPoolExecutor(max_workers=writers, thread_name_prefix="activity-writer")
 
 
 class _Inline(Executor):
@@ -222,31 +228,80 @@ def campaign_rows(campaign_id: str, body: dict[str, Any]) -> list[dict[str, Any]
     """Every activity row of one campaign's ``email-activity`` answer (NormalisationError on bad data)."""
     emails = body.get("emails")
     if emails is None:
-        emails = []
+        return []
     if not isinstance(emails, list):
         raise NormalisationError(f"email activity of campaign {campaign_id!r}", "emails", type(emails).__name__, "a list")
     return [row for email in emails for row in activity_rows(email, campaign_id)]
+
+
+def _copy_layout(engine: sa.Engine, tables: WarehouseTables) -> CopyLayout | None:
+    """The COPY layout of activity rows where the database loads COPY text (PostgreSQL + psycopg2)."""
+    if engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg2":
+        return None
+    return copy_layout(tables.activity, ACTIVITY_COLUMNS, engine.dialect)
+
+
+@dataclass(frozen=True)
+class _CampaignLoad:
+    """One campaign's answer, normalised for the writer: on PostgreSQL its COPY lines when the
+    answer has the plain shape (``activity_copy``), else its rows. Preparing it raises any
+    ``NormalisationError`` in the reading thread, before later campaigns are handed over."""
+
+    campaign_id: str
+    result: OperationResult
+    layout: CopyLayout | None
+    text: ActivityText | None
+    normalised: list[dict[str, Any]] | None
+
+    @classmethod
+    def prepare(cls, campaign_id: str, result: OperationResult, layout: CopyLayout | None) -> "_CampaignLoad | None":
+        """The load of a successful answer; None for a failed operation (or a body that is no object)."""
+        if not result.ok:
+            return None
+        if layout is not None and result.response_text is not None:
+            text = activity_copy_text(campaign_id, result.response_text, layout)
+            if text is not None:
+                return cls(campaign_id, result, layout, text, None)
+        if not isinstance(result.body, dict):
+            return None
+        return cls(campaign_id, result, layout, None, campaign_rows(campaign_id, result.body))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The rows the reference way (derived again from the answer if only COPY lines were made)."""
+        if self.normalised is not None:
+            return self.normalised
+        return campaign_rows(self.campaign_id, self.result.body)
 
 
 def _commit_campaign(
     engine: sa.Engine,
     tables: WarehouseTables,
     config: EngagementConfig,
-    campaign_id: str,
-    rows: list[dict[str, Any]],
+    load: _CampaignLoad,
     ceiling: datetime,
     current_pass: str,
 ) -> LoadCounts:
-    """One transaction: the campaign's rows, its bookmark and its pass marker."""
-    newest = max(map(_TIMESTAMP, rows), default=None)
+    """One transaction: the campaign's rows, its bookmark and its pass marker.
+
+    A campaign with nothing stored yet (its first read) is COPYed straight from its lines; should
+    a key repeat among them, or be stored after all, the rows take the de-duplicating upsert.
+    """
+    campaign_id = load.campaign_id
     t = tables.activity
     with engine.begin() as conn:
-        # Nothing of this campaign stored yet (its first read): a plain bulk load, no conflicts to check.
         scope = t.c.campaign_id == campaign_id
         fresh = conn.execute(sa.select(sa.literal(1)).select_from(t).where(scope).limit(1)).first() is None
-        counts = merge_rows(
-            conn, t, rows, tables.key("activity"), chunk_size=config.activity.insert_chunk_size, new_keys=fresh,
-        )
+        text = load.text
+        if fresh and text is not None and load.layout is not None and (
+            not text.rows or copy_lines(conn, load.layout, text.text)
+        ):
+            counts, newest = LoadCounts(gained=text.rows), text.newest
+        else:
+            rows = load.rows()
+            newest = max(map(_TIMESTAMP, rows), default=None)
+            counts = merge_rows(
+                conn, t, rows, tables.key("activity"), chunk_size=config.activity.insert_chunk_size, new_keys=fresh,
+            )
         _move_bookmark(conn, tables, campaign_id, newest, ceiling)
         watermarks.set_values(conn, tables, watermarks.EMAIL_ACTIVITY_PASS, {campaign_id: current_pass})
     return counts

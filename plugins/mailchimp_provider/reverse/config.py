@@ -77,6 +77,8 @@ class ActivityConfig:
     lookback_minutes: int = 60
     batch_chunk_size: int = 25
     insert_chunk_size: int = 10_000
+    writers: int = 2
+    """Connections that load campaigns at once while results are read (client/server databases)."""
     deferrable: bool = True
     """Wait for batches in the triggerer (no worker slot held) instead of polling in the task."""
     poll_interval_seconds: float = 15.0

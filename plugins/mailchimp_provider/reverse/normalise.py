@@ -30,7 +30,10 @@ class NormalisationError(ValueError):
     """A Mailchimp record has a value that cannot be stored in its column."""
 
     def __init__(self, record: str, field: str, value: Any, expected: str) -> None:
-        super().__init__(f"{record}: field {field!r} has {value!r}, expected {expected}")
+        shown = repr(value)
+        if len(shown) > 200:  # a whole record in the wrong place: enough to recognise it
+            shown = shown[:200] + "..."
+        super().__init__(f"{record}: field {field!r} has {shown}, expected {expected}")
         self.record = record
         self.field = field
         self.value = value
@@ -435,9 +438,18 @@ def member_unsubscribe_row(member: Row) -> Row:
 # -- email activity (hot path) -------------------------------------------------------------------
 _UTC = timezone.utc
 _ISO = datetime.fromisoformat
-# Fields that have a column (or say nothing new: ``list_is_active``, navigation links).
-_EMAIL_FIELDS = frozenset({"campaign_id", "list_id", "list_is_active", "email_id", "email_address", "activity", "_links"})
-_ITEM_FIELDS = frozenset({"action", "timestamp", "url", "ip", "type", "combination_id"})
+ACTIVITY_EMAIL_FIELDS = frozenset(
+    {"campaign_id", "list_id", "list_is_active", "email_id", "email_address", "activity", "_links"}
+)
+"""Fields of an email record that have a column (or say nothing new: ``list_is_active``, links);
+any other goes to ``extra``."""
+ACTIVITY_ITEM_FIELDS = frozenset({"action", "timestamp", "url", "ip", "type", "combination_id"})
+"""Fields of an activity item that have a column; any other goes to ``extra``."""
+ACTIVITY_COLUMNS = (
+    "campaign_id", "member_id", "action", "timestamp", "url", "list_id", "email_address", "ip", "bounce_type",
+    "combination_id", "extra",
+)
+"""The columns of an activity row, in the order ``activity_rows`` builds them."""
 
 
 def _activity_time(raw: Any, address: Any, campaign: str) -> datetime:
@@ -463,10 +475,16 @@ def activity_rows(email: Mapping[str, Any], campaign_id: str) -> Iterator[Row]:
     ``bounce_type`` is the bounce's ``type`` (``hard``/``soft``). Fields without a column, of the
     email record or of the item, go to ``extra`` (the item's win on a clash).
     """
+    if not isinstance(email, Mapping):
+        raise NormalisationError(f"email activity of campaign {campaign_id!r}", "emails[]", email, "an object")
     activity = email.get("activity")
     if not activity:
         return
     address = email.get("email_address")
+    if not isinstance(activity, list):
+        raise NormalisationError(
+            f"email activity of {address!r} in campaign {campaign_id!r}", "activity", activity, "a list"
+        )
     member_id = email.get("email_id")
     if not member_id:
         if not isinstance(address, str) or not address:
@@ -477,8 +495,14 @@ def activity_rows(email: Mapping[str, Any], campaign_id: str) -> Iterator[Row]:
         member_id = subscriber_hash(address)
     campaign = email.get("campaign_id") or campaign_id
     list_id = email.get("list_id")
-    email_extra = None if email.keys() <= _EMAIL_FIELDS else {k: v for k, v in email.items() if k not in _EMAIL_FIELDS}
+    email_extra = None
+    if not email.keys() <= ACTIVITY_EMAIL_FIELDS:
+        email_extra = {k: v for k, v in email.items() if k not in ACTIVITY_EMAIL_FIELDS}
     for item in activity:
+        if not isinstance(item, Mapping):
+            raise NormalisationError(
+                f"email activity of {address!r} in campaign {campaign!r}", "activity[]", item, "an object"
+            )
         action = item.get("action")
         if not action:
             raise NormalisationError(
@@ -487,8 +511,8 @@ def activity_rows(email: Mapping[str, Any], campaign_id: str) -> Iterator[Row]:
             )
         ts = _activity_time(item.get("timestamp"), address, campaign)
         extra = email_extra
-        if not item.keys() <= _ITEM_FIELDS:
-            extra = {**(email_extra or {}), **{k: v for k, v in item.items() if k not in _ITEM_FIELDS}}
+        if not item.keys() <= ACTIVITY_ITEM_FIELDS:
+            extra = {**(email_extra or {}), **{k: v for k, v in item.items() if k not in ACTIVITY_ITEM_FIELDS}}
         yield {
             "campaign_id": campaign,
             "member_id": member_id,

@@ -46,7 +46,7 @@ import operator
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import sqlalchemy as sa
 
@@ -371,6 +371,62 @@ def _count_stored(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any
     return found
 
 
+@dataclass(frozen=True)
+class CopyLayout:
+    """How rows of ``columns`` become COPY lines of ``table``: the columns the rows carry, then
+    the columns the table fills with Python-side values (defaults, ``onupdate``) as a fixed tail."""
+
+    table: sa.Table
+    columns: tuple[str, ...]
+    all_columns: tuple[str, ...]
+    tail: str
+    """The tail's fields (each after a tab), the same on every line."""
+    dialect: sa.Dialect
+
+
+def copy_layout(table: sa.Table, columns: Sequence[str], dialect: sa.Dialect, *, updates: bool = False) -> CopyLayout:
+    """The COPY layout of rows carrying ``columns``; the tail's values (defaults such as
+    ``synced_at``) are taken now. With ``updates`` (rows that may update stored ones, merged from a
+    staging table) ``onupdate`` values are in the tail too."""
+    defaults = _python_values(table, columns, "default")
+    refresh = _python_values(table, columns, "onupdate") if updates else {}
+    constants = {**defaults, **refresh}
+    extra = [c for c in constants if c not in columns]
+    tail = "".join("\t" + _copy_text(_bind(table, c, constants[c], dialect), table, c) for c in extra)
+    return CopyLayout(table, tuple(columns), (*columns, *extra), tail, dialect)
+
+
+def copy_lines(conn: sa.Connection, layout: CopyLayout, text: str) -> bool:
+    """COPY rows already formatted for ``layout`` (one line each, tail included) straight into its
+    table, keys known to be absent; inside a savepoint (PostgreSQL with psycopg2 only).
+
+    Returns False, having written nothing, when a key is stored already or repeats within the
+    text: the caller then loads those rows through ``upsert_counts``, which resolves both.
+    """
+    if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg2":
+        raise ValueError(f"copy_lines needs PostgreSQL with psycopg2, not {conn.dialect.name}+{conn.dialect.driver}")
+    try:
+        with conn.begin_nested():
+            _copy_into(conn, layout, _format_table(conn, layout.table), io.StringIO(text))
+    except conn.dialect.dbapi.IntegrityError:  # type: ignore[union-attr]
+        return False
+    return True
+
+
+def _format_table(conn: sa.Connection, table: sa.Table) -> str:
+    return conn.dialect.identifier_preparer.format_table(table)
+
+
+def _copy_into(conn: sa.Connection, layout: CopyLayout, target: str, buf: IO[str]) -> None:
+    prep = conn.dialect.identifier_preparer
+    cols_sql = ", ".join(prep.quote(c) for c in layout.all_columns)
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.copy_expert(f"COPY {target} ({cols_sql}) FROM STDIN", buf, size=COPY_READ_SIZE)
+    finally:
+        cursor.close()
+
+
 def _copy_merge(
     conn: sa.Connection,
     table: sa.Table,
@@ -386,46 +442,37 @@ def _copy_merge(
 
     With ``new_keys`` the rows are COPYed straight into ``table`` (no stage, no conflict check).
     """
-    defaults = _python_values(table, columns, "default")
-    refresh = _python_values(table, columns, "onupdate") if updates else {}
-    constants = {**defaults, **refresh}  # on insert, onupdate columns take their fresh value
-    all_columns = [*columns, *(c for c in constants if c not in columns)]
-
+    layout = copy_layout(table, columns, conn.dialect, updates=bool(updates))
+    buf = CopyFormatter(layout, key).buffer(rows)
+    target = _format_table(conn, table)
+    if new_keys:
+        _copy_into(conn, layout, target, buf)
+        return UpsertCounts(inserted=len(rows))
     prep = conn.dialect.identifier_preparer
-    target = prep.format_table(table)
-    cols_sql = ", ".join(prep.quote(c) for c in all_columns)
-    tail = "".join(
-        "\t" + _copy_text(_bind(table, c, v, conn.dialect), table, c)
-        for c, v in constants.items()
-        if c not in columns
+    cols_sql = ", ".join(prep.quote(c) for c in layout.all_columns)
+    if updates:
+        refresh = _python_values(table, columns, "onupdate")
+        assignments = [*updates, *(c for c in refresh if c not in updates)]
+        conflict = "DO UPDATE SET " + ", ".join(
+            f"{prep.quote(c)} = EXCLUDED.{prep.quote(c)}" for c in assignments
+        )
+        compared = _compared(table, updates)
+        if compared:
+            conflict += " WHERE " + " OR ".join(
+                f"_t.{prep.quote(c)} IS DISTINCT FROM EXCLUDED.{prep.quote(c)}" for c in compared
+            )
+    else:
+        conflict = "DO NOTHING"
+    key_sql = ", ".join(prep.quote(k) for k in key)
+    stage = prep.quote(f"_mc_stage_{uuid.uuid4().hex[:12]}")
+    merge = (
+        f"INSERT INTO {target} AS _t ({cols_sql}) SELECT {cols_sql} FROM {stage} "
+        f"ON CONFLICT ({key_sql}) {conflict}"
     )
-    buf = _copy_buffer(table, rows, columns, key, tail, conn.dialect)
-
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        if new_keys:
-            cursor.copy_expert(f"COPY {target} ({cols_sql}) FROM STDIN", buf, size=COPY_READ_SIZE)
-            return UpsertCounts(inserted=len(rows))
-        if updates:
-            assignments = [*updates, *(c for c in refresh if c not in updates)]
-            conflict = "DO UPDATE SET " + ", ".join(
-                f"{prep.quote(c)} = EXCLUDED.{prep.quote(c)}" for c in assignments
-            )
-            compared = _compared(table, updates)
-            if compared:
-                conflict += " WHERE " + " OR ".join(
-                    f"_t.{prep.quote(c)} IS DISTINCT FROM EXCLUDED.{prep.quote(c)}" for c in compared
-                )
-        else:
-            conflict = "DO NOTHING"
-        key_sql = ", ".join(prep.quote(k) for k in key)
-        stage = prep.quote(f"_mc_stage_{uuid.uuid4().hex[:12]}")
-        merge = (
-            f"INSERT INTO {target} AS _t ({cols_sql}) SELECT {cols_sql} FROM {stage} "
-            f"ON CONFLICT ({key_sql}) {conflict}"
-        )
         cursor.execute(f"CREATE TEMPORARY TABLE {stage} AS SELECT {cols_sql} FROM {target} WITH NO DATA")
-        cursor.copy_expert(f"COPY {stage} ({cols_sql}) FROM STDIN", buf, size=COPY_READ_SIZE)
+        _copy_into(conn, layout, stage, buf)
         counts = None
         if count:
             cursor.execute(
@@ -442,37 +489,51 @@ def _copy_merge(
         cursor.close()
 
 
-def _copy_buffer(
-    table: sa.Table, rows: list[dict[str, Any]], columns: list[str], key: list[str], tail: str, dialect: sa.Dialect
-) -> io.StringIO:
-    """The rows in COPY text format, written straight into one buffer (no per-row lists kept).
+class CopyFormatter:
+    """Rows (dicts) to lines of COPY text for a layout: each value through its column's bind
+    processing, then COPY escaping.
 
     Hot loop (a million rows per activity load): NULLs and strings that need no escaping (no
     backslash, tab or line break), of columns that bind strings unchanged, are placed without a
     function call; every other value goes through its column's formatter.
     """
-    formatters = [_copy_formatter(table, c, dialect) for c in columns]
-    verbatim = [_binds_text_verbatim(table.c[c], dialect) for c in columns]
-    specs = list(zip(verbatim, formatters))
-    get = operator.itemgetter(*columns) if len(columns) > 1 else (lambda row, _c=columns[0]: (row[_c],))
-    buf = io.StringIO()
-    write = buf.write
-    end = tail + "\n"
-    try:
-        for row in rows:
-            write("\t".join([
-                v if (same and v.__class__ is str and "\\" not in v and v.isprintable())
-                else ("\\N" if v is None else fmt(v))
-                for v, (same, fmt) in zip(get(row), specs)
-            ]))
-            write(end)
-    except TypeError:
-        # Say which row: format the failing row again, the slow way, naming its key.
-        for column in columns:
-            _copy_text(_bind(table, column, row[column], dialect), table, column, row, key)
-        raise
-    buf.seek(0)
-    return buf
+
+    def __init__(self, layout: CopyLayout, key: Sequence[str] = ()) -> None:
+        self.layout = layout
+        self.key = list(key)
+        table, dialect = layout.table, layout.dialect
+        self._specs = [
+            (_binds_text_verbatim(table.c[c], dialect), _copy_formatter(table, c, dialect)) for c in layout.columns
+        ]
+        columns = layout.columns
+        self._get = operator.itemgetter(*columns) if len(columns) > 1 else (lambda row, _c=columns[0]: (row[_c],))
+        self._end = layout.tail + "\n"
+
+    def write(self, rows: Iterable[dict[str, Any]], write: Callable[[str], Any]) -> None:
+        """Write one line per row (a TypeError names the row and column that has no SQL form)."""
+        specs, get, end = self._specs, self._get, self._end
+        row: dict[str, Any] = {}
+        try:
+            for row in rows:
+                write("\t".join([
+                    v if (same and v.__class__ is str and "\\" not in v and v.isprintable())
+                    else ("\\N" if v is None else fmt(v))
+                    for v, (same, fmt) in zip(get(row), specs)
+                ]))
+                write(end)
+        except TypeError:
+            # Say which row: format the failing row again, the slow way, naming its key.
+            table, dialect = self.layout.table, self.layout.dialect
+            for column in self.layout.columns:
+                _copy_text(_bind(table, column, row[column], dialect), table, column, row, self.key)
+            raise
+
+    def buffer(self, rows: Iterable[dict[str, Any]]) -> io.StringIO:
+        """All rows in one buffer, positioned at its start (no per-row lists kept)."""
+        buf = io.StringIO()
+        self.write(rows, buf.write)
+        buf.seek(0)
+        return buf
 
 
 def _binds_text_verbatim(column: sa.Column, dialect: sa.Dialect) -> bool:
