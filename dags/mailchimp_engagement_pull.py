@@ -41,6 +41,8 @@ Fivetran Mailchimp schema, so `fivetran/dbt_mailchimp`-style models work):
   with every bookmark intact and the next run goes on from them.
 * **Consent.** `mailchimp_member.status` is what the audience sync reads so that people who
   unsubscribed or were cleaned in Mailchimp are never subscribed again.
+* **Bad records** (a value that cannot be stored, named with its field in the log) are kept whole
+  in `mailchimp_rejected_record` and the run goes on; nothing is dropped.
 * The log of each task says how many rows each table gained and changed; each table is an Asset
   (`warehouse://<conn>/<table>`) that downstream DAGs can be scheduled on.
 

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from mailchimp_provider.reverse.activity_copy import activity_copy_text, typed_fields
+from mailchimp_provider.reverse.activity_copy import ActivityText, activity_copy_text, typed_fields
 from mailchimp_provider.reverse.normalise import (
     ACTIVITY_COLUMNS,
     ACTIVITY_EMAIL_FIELDS,
@@ -23,6 +23,7 @@ from mailchimp_provider.reverse.normalise import (
     NormalisationError,
     activity_rows,
 )
+from mailchimp_provider.reverse.rejects import Rejects
 from mailchimp_provider.warehouse.tables import WarehouseTables
 from mailchimp_provider.warehouse.upsert import CopyFormatter, copy_layout, copy_lines
 
@@ -91,6 +92,11 @@ def answer(emails: list) -> str:
     return json.dumps({"emails": emails, "campaign_id": "c1", "total_items": len(emails), "_links": []})
 
 
+def fast_text(emails: list, layout=LAYOUT) -> tuple[ActivityText | None, Rejects]:
+    rejected = Rejects("email_activity", "c1")
+    return activity_copy_text("c1", answer(emails), layout, rejected), rejected
+
+
 def reference_text(emails: list, campaign_id: str = "c1") -> tuple[str, int, datetime | None]:
     rows = [row for e in emails for row in activity_rows(e, campaign_id)]
     parts: list[str] = []
@@ -101,15 +107,15 @@ def reference_text(emails: list, campaign_id: str = "c1") -> tuple[str, int, dat
 @pytest.mark.parametrize("shape", sorted(TYPED))
 def test_fast_path_writes_the_reference_text(shape: str) -> None:
     emails = SHAPES[shape]
-    fast = activity_copy_text("c1", answer(emails), LAYOUT)
-    assert fast is not None
+    fast, rejected = fast_text(emails)
+    assert fast is not None and not rejected
     assert (fast.text, fast.rows, fast.newest) == reference_text(emails)
 
 
 @pytest.mark.parametrize("shape", sorted(set(SHAPES) - TYPED))
 def test_answers_outside_the_typed_shape_are_left_to_the_reference(shape: str) -> None:
-    assert activity_copy_text("c1", answer(SHAPES[shape]), LAYOUT) is None
-    assert activity_copy_text("c1", "not JSON {", LAYOUT) is None
+    assert fast_text(SHAPES[shape])[0] is None
+    assert activity_copy_text("c1", "not JSON {", LAYOUT, Rejects("email_activity", "c1")) is None
 
 
 def test_typed_records_take_exactly_the_fields_that_have_a_column() -> None:
@@ -122,7 +128,7 @@ def test_plain_records_are_written_without_the_reference(monkeypatch: pytest.Mon
     from mailchimp_provider.reverse import activity_copy
 
     monkeypatch.setattr(activity_copy, "activity_rows", lambda *a: pytest.fail("reference used for a plain record"))
-    fast = activity_copy_text("c1", answer(SHAPES["plain open, click and bounce"]), LAYOUT)
+    fast, _ = fast_text(SHAPES["plain open, click and bounce"])
     assert fast.rows == 3 and fast.newest == datetime(2024, 5, 1, 10, 0, 7, tzinfo=UTC)
     assert fast.text.splitlines()[2].split("\t")[:5] == ["c1", "b2", "bounce", "2024-05-01T09:00:00+00:00", ""]
     assert fast.text.splitlines()[2].split("\t")[8] == "hard"
@@ -135,12 +141,14 @@ def test_plain_records_are_written_without_the_reference(monkeypatch: pytest.Mon
         ([email("a1", {"action": "", "timestamp": "2024-05-01T10:00:00+00:00"})], "activity.action"),
     ],
 )
-def test_bad_records_raise_what_the_reference_raises(emails: list, field: str) -> None:
-    with pytest.raises(NormalisationError, match=rf"field '{field}'") as fast:
-        activity_copy_text("c1", answer(emails), LAYOUT)
-    with pytest.raises(NormalisationError) as reference:
+def test_bad_records_are_rejected_with_what_the_reference_raises(emails: list, field: str) -> None:
+    fast, rejected = fast_text([email("ok", OPEN), *emails])
+    assert fast is not None and fast.rows == 1  # the good record still loads
+    [row] = rejected.rows
+    with pytest.raises(NormalisationError, match=rf"field '{field}'") as reference:
         reference_text(emails)
-    assert str(fast.value) == str(reference.value)
+    assert row["error"] == str(reference.value) and row["field"] == field
+    assert json.loads(row["raw"]) == emails[0]
 
 
 @pytest.mark.parametrize(
@@ -155,7 +163,7 @@ def test_bad_records_raise_what_the_reference_raises(emails: list, field: str) -
     ],
 )
 def test_the_reference_names_the_field_of_records_outside_the_typed_shape(emails: list, field: str) -> None:
-    assert activity_copy_text("c1", answer(emails), LAYOUT) is None
+    assert fast_text(emails)[0] is None
     with pytest.raises(NormalisationError, match=rf"field '{field}'"):
         reference_text(emails)
 
@@ -171,7 +179,7 @@ def test_fast_text_loads_the_rows_the_reference_upsert_loads(pg_warehouse) -> No
     t = TABLES.activity
     layout = copy_layout(t, ACTIVITY_COLUMNS, engine.dialect)
     with engine.begin() as conn:
-        assert copy_lines(conn, layout, activity_copy_text("c1", answer(emails), layout).text)
+        assert copy_lines(conn, layout, fast_text(emails, layout)[0].text)
         fast = conn.execute(sa.select(t).order_by(*t.primary_key.columns)).all()
         conn.execute(t.delete())
         upsert(conn, t, [r for e in emails for r in activity_rows(e, "c1")], TABLES.key("activity"))
@@ -185,9 +193,9 @@ def test_copy_lines_refuses_a_repeated_key_without_writing_anything(pg_warehouse
     engine = pg_warehouse.engine
     TABLES.create_all(engine)
     layout = copy_layout(TABLES.activity, ACTIVITY_COLUMNS, engine.dialect)
-    text = activity_copy_text("c1", answer([email("a1", OPEN), email("b2", OPEN), email("a1", OPEN)]), layout).text
+    text = fast_text([email("a1", OPEN), email("b2", OPEN), email("a1", OPEN)], layout)[0].text
     with engine.begin() as conn:
         assert copy_lines(conn, layout, text) is False
-        assert copy_lines(conn, layout, activity_copy_text("c1", answer([email("z9", OPEN)]), layout).text) is True
+        assert copy_lines(conn, layout, fast_text([email("z9", OPEN)], layout)[0].text) is True
         stored = conn.execute(sa.select(TABLES.activity.c.member_id)).scalars().all()
     assert stored == ["z9"]

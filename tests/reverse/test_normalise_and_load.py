@@ -132,8 +132,16 @@ def test_activity_fields_without_a_column_are_kept_in_extra() -> None:
     assert plain["extra"] is None
 
 
-def test_applying_results_commits_each_campaign_before_a_bad_one_stops_the_stream(warehouse) -> None:
-    """Campaigns are written by a second thread on PostgreSQL; the contract is the same on both."""
+@pytest.mark.parametrize("as_text", [True, False], ids=["archive-text", "decoded-body"])
+def test_a_bad_activity_record_is_kept_whole_and_the_rest_loads(warehouse, as_text: bool) -> None:
+    """One unreadable record must neither stop the run nor vanish: it goes to the rejected-record
+    table (record, field, raw), its campaign's other rows and every later campaign load, and a
+    re-read of the same record does not add a second row. Both the archive path (typed decode on
+    PostgreSQL) and already-decoded bodies behave alike."""
+    import json
+
+    import sqlalchemy as sa
+
     from mailchimp_provider.batches.results import OperationResult
     from mailchimp_provider.reverse import activity as pull
     from mailchimp_provider.reverse.config import EngagementConfig
@@ -146,18 +154,85 @@ def test_applying_results_commits_each_campaign_before_a_bad_one_stops_the_strea
         return {"email_id": member, "email_address": f"{member}@shop.com", "list_id": "l1",
                 "activity": [{"action": "open", "timestamp": ts, "ip": "192.0.2.1"}]}
 
-    results = [
-        OperationResult("c1", 200, {"emails": [email("a", "2024-05-01T10:00:00+00:00")]}),
-        OperationResult("c2", 200, {"emails": [email("b", "2024-05-01T11:00:00+00:00")]}),
-        OperationResult("c3", 200, {"emails": [email("c", "yesterday")]}),
-        OperationResult("c4", 200, {"emails": [email("d", "2024-05-01T12:00:00+00:00")]}),
-    ]
-    with pytest.raises(NormalisationError, match=r"campaign 'c3'.*'activity.timestamp'"):
-        pull.apply_results(warehouse.engine, tables, EngagementConfig(), iter(results),
-                           current_pass="run#0", submitted_at=datetime(2024, 6, 1, tzinfo=UTC))
+    answers = {
+        "c1": [email("a", "2024-05-01T10:00:00+00:00")],
+        "c2": [email("b", "2024-05-01T11:00:00+00:00")],
+        "c3": [email("c", "2024-05-01T11:30:00+00:00"), email("x", "yesterday")],
+        "c4": [email("d", "2024-05-01T12:00:00+00:00")],
+    }
+
+    def results() -> list[OperationResult]:
+        if as_text:
+            return [OperationResult.from_response(c, 200, json.dumps({"emails": e})) for c, e in answers.items()]
+        return [OperationResult(c, 200, {"emails": e}) for c, e in answers.items()]
+
+    for attempt in ("run#0", "run#1"):  # the second pass re-reads everything
+        outcome = pull.apply_results(warehouse.engine, tables, EngagementConfig(), iter(results()),
+                                     current_pass=attempt, submitted_at=datetime(2024, 6, 1, tzinfo=UTC))
+        assert outcome.campaigns == 4 and outcome.rejected.seen == 1
+    assert outcome.rejected.gained == 0  # the same record: its row is already there
+    r = tables.rejected
     with warehouse.engine.connect() as conn:
-        stored = conn.execute(tables.activity.select().with_only_columns(
-            tables.activity.c.campaign_id, tables.activity.c.member_id)).all()
+        stored = conn.execute(sa.select(tables.activity.c.campaign_id, tables.activity.c.member_id)).all()
         marks = pull.watermarks.get_values(conn, tables, pull.watermarks.EMAIL_ACTIVITY)
-    assert sorted(stored) == [("c1", "a"), ("c2", "b")]
-    assert sorted(marks) == ["c1", "c2"]
+        rejected = conn.execute(sa.select(r.c.stream, r.c.scope, r.c.record, r.c.field, r.c.raw)).all()
+    assert sorted(stored) == [("c1", "a"), ("c2", "b"), ("c3", "c"), ("c4", "d")]
+    assert sorted(marks) == ["c1", "c2", "c3", "c4"]
+    [(stream, scope, record, field, raw)] = rejected
+    assert (stream, scope, field) == ("email_activity", "c3", "activity.timestamp")
+    assert record == "email activity of 'x@shop.com' in campaign 'c3'"
+    assert json.loads(raw)["activity"][0]["timestamp"] == "yesterday" and json.loads(raw)["email_id"] == "x"
+
+
+class _Pages:
+    """Stands in for the hook's paginator: hands out the records a test gives, whatever the path."""
+
+    def __init__(self, records: dict[str, list[dict]]) -> None:
+        self.records = records
+
+    def paginate(self, path: str, key: str, **_: object):
+        yield from self.records.get(key, [])
+
+
+def test_bad_members_lists_campaigns_and_unsubscribes_are_kept_whole_and_the_rest_loads(warehouse) -> None:
+    import sqlalchemy as sa
+
+    from mailchimp_provider.reverse import watermarks
+    from mailchimp_provider.reverse.audiences import pull_audiences
+    from mailchimp_provider.reverse.campaigns import pull_campaigns
+    from mailchimp_provider.reverse.config import EngagementConfig
+    from mailchimp_provider.warehouse.tables import WarehouseTables
+
+    tables = WarehouseTables()
+    tables.create_all(warehouse.engine)
+    bob = {**MEMBER, "email_address": "bob@shop.com", "id": subscriber_hash("bob@shop.com"),
+           "last_changed": "last Tuesday"}
+    hook = _Pages({
+        "lists": [{"id": "list1", "name": "Shop", "date_created": "2024-01-01T00:00:00+00:00"},
+                  {"id": "list2", "name": "Odd", "date_created": "the day before"}],
+        "members": [MEMBER, bob],
+        "campaigns": [{"id": "c1", "status": "sent", "send_time": "2024-05-01T10:00:00+00:00",
+                       "recipients": {"list_id": "list1"}},
+                      {"id": "c2", "status": "sent", "send_time": "after lunch", "recipients": {"list_id": "list1"}}],
+        "reports": [],
+        "unsubscribes": [{"email_id": "h1", "email_address": "a@shop.com", "list_id": "list1",
+                          "timestamp": "2024-05-02T10:00:00+00:00", "reason": "N/A"},
+                         {"email_id": "h2", "email_address": "b@shop.com", "list_id": "list1",
+                          "timestamp": "soon", "reason": "N/A"}],
+    })
+    pull_audiences(hook, warehouse.engine, tables, EngagementConfig(audiences=("list1", "list2")))
+    stats = pull_campaigns(hook, warehouse.engine, tables, EngagementConfig())
+    assert stats.tables[tables.table_name("rejected")].gained == 2  # campaign c2, and h2's unsubscribe of c1
+    r = tables.rejected
+    with warehouse.engine.connect() as conn:
+        lists = conn.execute(sa.select(tables.list.c.list_id)).scalars().all()
+        members = conn.execute(sa.select(tables.member.c.email_address)).scalars().all()
+        campaigns = conn.execute(sa.select(tables.campaign.c.campaign_id)).scalars().all()
+        unsubscribed = conn.execute(sa.select(tables.unsubscribe.c.member_id)
+                                    .where(tables.unsubscribe.c.campaign_id == "c1")).scalars().all()
+        rejected = sorted(conn.execute(sa.select(r.c.stream, r.c.scope, r.c.field)).all())
+        mark = watermarks.get_timestamp(conn, tables, watermarks.MEMBERS, "list1")
+    assert (lists, members, campaigns, unsubscribed) == (["list1"], ["Ann@Shop.com"], ["c1"], ["h1"])
+    assert rejected == [("campaign", "*", "send_time"), ("list", "*", "date_created"),
+                        ("member", "list1", "last_changed"), ("unsubscribe", "c1", "timestamp")]
+    assert mark == datetime(2024, 5, 2, 8, 30, tzinfo=UTC)  # Ann's: the rejected member does not move it

@@ -44,7 +44,7 @@ def test_names_carry_the_prefix_and_the_contract_table_names() -> None:
     assert {t.table(k).name for k in KINDS} == {
         "mailchimp_sync_state", "mailchimp_sync_result", "mailchimp_batch", "mailchimp_list",
         "mailchimp_member", "mailchimp_unsubscribe", "mailchimp_campaign",
-        "mailchimp_campaign_recipient_activity", "mailchimp_watermark",
+        "mailchimp_campaign_recipient_activity", "mailchimp_watermark", "mailchimp_rejected_record",
     }
     custom = WarehouseTables(prefix="mc_", schema="marketing")
     assert custom.member.name == "mc_member"

@@ -37,9 +37,9 @@ __all__ = [
 
 # Tables each operator writes: every one of them appears in the log line, zero or not.
 _WRITES = {
-    "audiences": ("list", "member", "unsubscribe"),
-    "campaigns": ("campaign", "unsubscribe"),
-    "activity": ("activity",),
+    "audiences": ("list", "member", "unsubscribe", "rejected"),
+    "campaigns": ("campaign", "unsubscribe", "rejected"),
+    "activity": ("activity", "rejected"),
 }
 
 
@@ -217,14 +217,16 @@ class MailchimpEmailActivityPullOperator(_EngagementMixin, MailchimpBatchLifecyc
             self.engine, self.tables, self.config, results,
             current_pass=self._pass(context), submitted_at=entry.submitted_at if entry else None,
         )
-        c = outcome.counts
+        c, r = outcome.counts, outcome.rejected
         self.log.info(
-            "Batch %s: activity of %d campaign(s) committed: %d rows gained, %d changed, %d unchanged; %d failed.",
-            batch_id, outcome.campaigns, c.gained, c.changed, c.unchanged, len(outcome.failures),
+            "Batch %s: activity of %d campaign(s) committed: %d rows gained, %d changed, %d unchanged; "
+            "%d record(s) rejected; %d operation(s) failed.",
+            batch_id, outcome.campaigns, c.gained, c.changed, c.unchanged, r.seen, len(outcome.failures),
         )
         context["ti"].xcom_push(
             key=f"loaded_{batch_id}",
-            value={"gained": c.gained, "changed": c.changed, "unchanged": c.unchanged, "campaigns": outcome.campaigns},
+            value={"gained": c.gained, "changed": c.changed, "unchanged": c.unchanged, "campaigns": outcome.campaigns,
+                   "rejected": {"gained": r.gained, "changed": r.changed, "unchanged": r.unchanged}},
         )
 
     def on_batch_failed(self, context: "Context", entity: str | None, batch_id: str, error: str) -> None:
@@ -243,14 +245,15 @@ class MailchimpEmailActivityPullOperator(_EngagementMixin, MailchimpBatchLifecyc
         from mailchimp_provider.reverse import activity
         from mailchimp_provider.reverse.loading import LoadCounts, LoadStats
 
-        counts = LoadCounts()
+        counts, rejected = LoadCounts(), LoadCounts()
         campaigns = 0
         for entry in self.ledger_for(context).entries(BatchScope.from_context(context)):
             loaded = context["ti"].xcom_pull(task_ids=self.task_id, key=f"loaded_{entry.batch_id}")
             if loaded:
                 counts.add(LoadCounts(loaded["gained"], loaded["changed"], loaded["unchanged"]))
+                rejected.add(LoadCounts(**loaded.get("rejected", {})))
                 campaigns += int(loaded.get("campaigns", 0))
-        stats = LoadStats({self.tables.table_name("activity"): counts})
+        stats = LoadStats({self.tables.table_name("activity"): counts, self.tables.table_name("rejected"): rejected})
         summary: dict[str, Any] = {"tables": self.report(stats, "activity"), "campaigns_read": campaigns}
         current_pass = self._pass(context)
         with self.engine.connect() as conn:

@@ -36,12 +36,13 @@ import sqlalchemy as sa
 
 from mailchimp_provider.batches.results import OperationResult
 from mailchimp_provider.gc_tuning import bulk_allocations
-from mailchimp_provider.reverse import watermarks
+from mailchimp_provider.reverse import rejects, watermarks
 from mailchimp_provider.reverse.audiences import mailchimp_time
 from mailchimp_provider.reverse.config import EngagementConfig
 from mailchimp_provider.reverse.activity_copy import ActivityText, activity_copy_text
 from mailchimp_provider.reverse.loading import LoadCounts, merge_rows
 from mailchimp_provider.reverse.normalise import ACTIVITY_COLUMNS, NormalisationError, activity_rows
+from mailchimp_provider.reverse.rejects import Rejects
 from mailchimp_provider.warehouse.tables import WarehouseTables, to_utc
 from mailchimp_provider.warehouse.upsert import CopyLayout, copy_layout, copy_lines
 
@@ -136,6 +137,8 @@ class ApplyOutcome:
     """What applying one batch's results did."""
 
     counts: LoadCounts = field(default_factory=LoadCounts)
+    rejected: LoadCounts = field(default_factory=LoadCounts)
+    """Rows written to ``<prefix>rejected_record`` (records that could not be stored)."""
     campaigns: int = 0
     failures: list[str] = field(default_factory=list)
 
@@ -163,12 +166,13 @@ def apply_results(
     outcome = ApplyOutcome()
     layout = _copy_layout(engine, tables)
     ceiling = to_utc(submitted_at) if submitted_at is not None else datetime.now(timezone.utc)
-    pending: deque[Future[LoadCounts | None]] = deque()
+    pending: deque[Future[tuple[LoadCounts, LoadCounts] | None]] = deque()
 
-    def collect(future: Future[LoadCounts | None]) -> None:
-        counts = future.result()  # a writer error is raised here
-        if counts is not None:
-            outcome.counts.add(counts)
+    def collect(future: Future[tuple[LoadCounts, LoadCounts] | None]) -> None:
+        done = future.result()  # a writer error is raised here
+        if done is not None:
+            outcome.counts.add(done[0])
+            outcome.rejected.add(done[1])
             outcome.campaigns += 1
 
     writers = 1 if engine.dialect.name == "sqlite" else config.activity.writers
@@ -224,14 +228,18 @@ class _Inline(Executor):
         return future
 
 
-def campaign_rows(campaign_id: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every activity row of one campaign's ``email-activity`` answer (NormalisationError on bad data)."""
+def campaign_rows(campaign_id: str, body: dict[str, Any], rejected: Rejects) -> list[dict[str, Any]]:
+    """Every activity row of one campaign's ``email-activity`` answer; records that cannot be
+    stored (and an answer whose ``emails`` is no list) go to ``rejected``."""
     emails = body.get("emails")
     if emails is None:
         return []
     if not isinstance(emails, list):
-        raise NormalisationError(f"email activity of campaign {campaign_id!r}", "emails", type(emails).__name__, "a list")
-    return [row for email in emails for row in activity_rows(email, campaign_id)]
+        rejected.add(NormalisationError(
+            f"email activity of campaign {campaign_id!r}", "emails", type(emails).__name__, "a list"), body)
+        return []
+    per_email = rejected.normalise(emails, lambda email: list(activity_rows(email, campaign_id)))
+    return [row for rows in per_email for row in rows]
 
 
 def _copy_layout(engine: sa.Engine, tables: WarehouseTables) -> CopyLayout | None:
@@ -252,25 +260,27 @@ class _CampaignLoad:
     layout: CopyLayout | None
     text: ActivityText | None
     normalised: list[dict[str, Any]] | None
+    rejected: Rejects
 
     @classmethod
     def prepare(cls, campaign_id: str, result: OperationResult, layout: CopyLayout | None) -> "_CampaignLoad | None":
         """The load of a successful answer; None for a failed operation (or a body that is no object)."""
         if not result.ok:
             return None
+        rejected = Rejects(ENTITY, campaign_id)
         if layout is not None and result.response_text is not None:
-            text = activity_copy_text(campaign_id, result.response_text, layout)
+            text = activity_copy_text(campaign_id, result.response_text, layout, rejected)
             if text is not None:
-                return cls(campaign_id, result, layout, text, None)
+                return cls(campaign_id, result, layout, text, None, rejected)
         if not isinstance(result.body, dict):
             return None
-        return cls(campaign_id, result, layout, None, campaign_rows(campaign_id, result.body))
+        return cls(campaign_id, result, layout, None, campaign_rows(campaign_id, result.body, rejected), rejected)
 
     def rows(self) -> list[dict[str, Any]]:
         """The rows the reference way (derived again from the answer if only COPY lines were made)."""
         if self.normalised is not None:
             return self.normalised
-        return campaign_rows(self.campaign_id, self.result.body)
+        return campaign_rows(self.campaign_id, self.result.body, Rejects(ENTITY, self.campaign_id))
 
 
 def _commit_campaign(
@@ -280,8 +290,9 @@ def _commit_campaign(
     load: _CampaignLoad,
     ceiling: datetime,
     current_pass: str,
-) -> LoadCounts:
-    """One transaction: the campaign's rows, its bookmark and its pass marker.
+) -> tuple[LoadCounts, LoadCounts]:
+    """One transaction: the campaign's rows, its rejected records, its bookmark and its pass
+    marker; returns the counts of the activity and rejected-record tables.
 
     A campaign with nothing stored yet (its first read) is COPYed straight from its lines; should
     a key repeat among them, or be stored after all, the rows take the de-duplicating upsert.
@@ -302,9 +313,10 @@ def _commit_campaign(
             counts = merge_rows(
                 conn, t, rows, tables.key("activity"), chunk_size=config.activity.insert_chunk_size, new_keys=fresh,
             )
+        rejected = rejects.store(conn, tables, load.rejected)
         _move_bookmark(conn, tables, campaign_id, newest, ceiling)
         watermarks.set_values(conn, tables, watermarks.EMAIL_ACTIVITY_PASS, {campaign_id: current_pass})
-    return counts
+    return counts, rejected
 
 
 _TIMESTAMP = operator.itemgetter("timestamp")

@@ -28,7 +28,8 @@ from typing import Any
 
 import msgspec
 
-from mailchimp_provider.reverse.normalise import ACTIVITY_COLUMNS, activity_rows
+from mailchimp_provider.reverse.normalise import ACTIVITY_COLUMNS, NormalisationError, activity_rows
+from mailchimp_provider.reverse.rejects import Rejects
 from mailchimp_provider.warehouse.upsert import CopyFormatter, CopyLayout
 
 _UTC = timezone.utc
@@ -79,11 +80,13 @@ class ActivityText:
     """The latest activity timestamp among the rows (the campaign's next bookmark)."""
 
 
-def activity_copy_text(campaign_id: str, response: str, layout: CopyLayout) -> ActivityText | None:
+def activity_copy_text(
+    campaign_id: str, response: str, layout: CopyLayout, rejected: Rejects
+) -> ActivityText | None:
     """COPY lines of every activity row of one campaign's answer (the ``response`` text), in order;
     None when the answer is not in the plain shape as a whole (see module doc).
 
-    Raises ``NormalisationError`` where ``activity_rows`` would, naming the record and field.
+    A record ``activity_rows`` refuses goes to ``rejected``, as it would through the reference.
     """
     if layout.columns != ACTIVITY_COLUMNS:
         raise ValueError(f"activity COPY layout must be {ACTIVITY_COLUMNS}, got {layout.columns}")
@@ -104,7 +107,12 @@ def activity_copy_text(campaign_id: str, response: str, layout: CopyLayout) -> A
             text, rows, latest = plain
             parts.append(text)
         else:  # the reference normaliser, formatted the general way
-            found = list(activity_rows(msgspec.to_builtins(email), campaign_id))
+            record = msgspec.to_builtins(email)
+            try:
+                found = list(activity_rows(record, campaign_id))
+            except NormalisationError as exc:
+                rejected.add(exc, record)
+                continue
             if not found:
                 continue
             general = general or CopyFormatter(layout)

@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from mailchimp_provider.errors import MailchimpConfigError
-from mailchimp_provider.reverse import unsubscribes, watermarks
+from mailchimp_provider.reverse import rejects, unsubscribes, watermarks
 from mailchimp_provider.reverse.config import EngagementConfig
 from mailchimp_provider.reverse.loading import LoadStats, chunks, merge_rows
 from mailchimp_provider.reverse.normalise import list_row, member_row, member_unsubscribe_row
@@ -52,10 +52,12 @@ def pull_lists(hook: Any, engine: sa.Engine, tables: WarehouseTables, config: En
                 f"(it has: {', '.join(sorted(found)) or 'none'})."
             )
         items = [i for i in items if i["id"] in set(config.audiences)]
-    rows = [list_row(item) for item in items]
+    rejected = rejects.Rejects("list", watermarks.ALL_SCOPES)
+    rows = rejected.normalise(items, list_row)
     stats = LoadStats()
     with engine.begin() as conn:
         stats.record(tables.table_name("list"), merge_rows(conn, tables.list, rows, tables.key("list")))
+        stats.record(tables.table_name("rejected"), rejects.store(conn, tables, rejected))
     return [r["list_id"] for r in rows], stats
 
 
@@ -93,9 +95,11 @@ def pull_members(
             page_size=config.members.page_size, sort_field="last_changed",
         )
         for chunk in chunks(items, config.members.page_size):
-            rows = [member_row(item, list_id) for item in chunk]
+            rejected = rejects.Rejects("member", list_id)
+            rows = rejected.normalise(chunk, lambda item: member_row(item, list_id))
             with engine.begin() as conn:
                 _load_member_page(conn, tables, list_id, rows, stats)
+                stats.record(tables.table_name("rejected"), rejects.store(conn, tables, rejected))
             for row in rows:
                 if row["last_changed"] is not None and (newest is None or row["last_changed"] > newest):
                     newest = row["last_changed"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from mailchimp_provider.reverse import unsubscribes, watermarks
+from mailchimp_provider.reverse import rejects, unsubscribes, watermarks
 from mailchimp_provider.reverse.audiences import mailchimp_time
 from mailchimp_provider.reverse.config import EngagementConfig
 from mailchimp_provider.reverse.loading import LoadStats, merge_rows
@@ -51,17 +51,22 @@ def pull_campaigns(
             page_size=config.campaigns.page_size, sort_field="",
         )
     }
-    rows: list[dict[str, Any]] = []
-    for item in hook.paginate(
-        "/campaigns", "campaigns", params={**window, "status": "sent", "exclude_fields": "campaigns._links"},
-        page_size=config.campaigns.page_size, sort_field="send_time",
-    ):
-        row = campaign_row(item, reports.get(item["id"]))
-        if config.audiences is None or row["list_id"] in config.audiences:
-            rows.append(row)
+    rejected = rejects.Rejects("campaign", watermarks.ALL_SCOPES)
+    rows: list[dict[str, Any]] = [
+        row
+        for row in rejected.normalise(
+            hook.paginate(
+                "/campaigns", "campaigns", params={**window, "status": "sent", "exclude_fields": "campaigns._links"},
+                page_size=config.campaigns.page_size, sort_field="send_time",
+            ),
+            lambda item: campaign_row(item, reports.get(item.get("id"))),
+        )
+        if config.audiences is None or row["list_id"] in config.audiences
+    ]
     newest = max((r["send_time"] for r in rows if r["send_time"] is not None), default=None)
     with engine.begin() as conn:
         stats.record(tables.table_name("campaign"), merge_rows(conn, tables.campaign, rows, tables.key("campaign")))
+        stats.record(tables.table_name("rejected"), rejects.store(conn, tables, rejected))
         if newest is not None:
             watermarks.advance_timestamps(conn, tables, watermarks.CAMPAIGNS, {watermarks.ALL_SCOPES: min(newest, now)})
     for row in rows:
@@ -74,15 +79,17 @@ def pull_campaign_unsubscribes(
 ) -> LoadStats:
     """The whole unsubscribe report of one campaign (the endpoint has no ``since``)."""
     stats = LoadStats()
-    rows = [
-        report_unsubscribe_row(item, campaign_id)
-        for item in hook.paginate(
+    rejected = rejects.Rejects("unsubscribe", campaign_id)
+    rows = rejected.normalise(
+        hook.paginate(
             f"/reports/{campaign_id}/unsubscribed", "unsubscribes",
             params={"exclude_fields": "unsubscribes._links"}, page_size=config.campaigns.page_size,
             dedupe_key=None, sort_field="",
-        )
-    ]
-    if rows:
+        ),
+        lambda item: report_unsubscribe_row(item, campaign_id),
+    )
+    if rows or rejected:
         with engine.begin() as conn:
             stats.record(tables.table_name("unsubscribe"), unsubscribes.load(conn, tables, rows))
+            stats.record(tables.table_name("rejected"), rejects.store(conn, tables, rejected))
     return stats

@@ -41,6 +41,7 @@ TABLE_NAMES: dict[str, str] = {
     "campaign": "campaign",
     "activity": "campaign_recipient_activity",
     "watermark": "watermark",
+    "rejected": "rejected_record",
 }
 KINDS: tuple[str, ...] = tuple(TABLE_NAMES)
 
@@ -119,7 +120,8 @@ class WarehouseTables:
     ('mailchimp_member', 'marketing.mailchimp_member')
 
     Attributes: ``sync_state``, ``sync_result``, ``batch``, ``list``, ``member``, ``unsubscribe``,
-    ``campaign``, ``activity`` (``<prefix>campaign_recipient_activity``) and ``watermark``.
+    ``campaign``, ``activity`` (``<prefix>campaign_recipient_activity``), ``watermark`` and
+    ``rejected`` (``<prefix>rejected_record``).
     """
 
     def __init__(self, prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> None:
@@ -130,6 +132,7 @@ class WarehouseTables:
         self.sync_result = self._sync_result()
         self.batch = self._batch()
         self.watermark = self._watermark()
+        self.rejected = self._rejected()
         self.list = self._list()
         self.member = self._member()
         self.unsubscribe = self._unsubscribe()
@@ -254,6 +257,22 @@ class WarehouseTables:
             sa.Column("scope", key_text(255), primary_key=True),
             sa.Column("value", sa.Text),
             sa.Column("updated_at", UtcDateTime, nullable=False, default=_now, onupdate=_now),
+        )
+
+    def _rejected(self) -> sa.Table:
+        return sa.Table(
+            self._name("rejected"),
+            self.metadata,
+            # Records of the engagement pull that could not be stored, kept whole: one row per
+            # distinct record (a re-read of the same record updates it, it does not add one).
+            sa.Column("stream", key_text(64), primary_key=True),  # list, member, campaign, unsubscribe, email_activity
+            sa.Column("scope", key_text(255), primary_key=True),  # list id, campaign id or '*'
+            sa.Column("record_hash", key_text(64), primary_key=True),  # MD5 of the record's JSON
+            sa.Column("record", sa.Text),  # e.g. "member 'ann@shop.com' of list 'a1b2'"
+            sa.Column("field", sa.Text),
+            sa.Column("error", sa.Text),
+            sa.Column("raw", JsonText),  # the record as Mailchimp sent it
+            sa.Column("first_seen_at", UtcDateTime, nullable=False, default=_now),
         )
 
     # -- engagement (reverse direction; Fivetran column names) -------------------------------
