@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Collection, Iterable
 
 from .routing import Call
 
@@ -15,12 +15,13 @@ def page(
     key: str,
     extra: dict[str, Any] | None = None,
     render: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    done: Collection[str] = (),
 ) -> dict[str, Any]:
     """Page ``items`` like Mailchimp: default count 10, counts above 1000 are clamped, ``total_items``;
     a batched GET without ``count`` gets every item.
 
     ``render`` turns a stored object into its API form; it runs on the returned page only, so paging
-    a large collection stays cheap.
+    a large collection stays cheap. ``done``: see :func:`filter_fields`.
     """
     items = list(items)
     if call.from_batch and call.params.get("count") in (None, ""):
@@ -35,13 +36,24 @@ def page(
         body.update(extra)
     body["total_items"] = len(items)
     body["_links"] = []
-    return filter_fields(call, body)
+    return filter_fields(call, body, done)
 
 
-def filter_fields(call: Call, body: dict[str, Any]) -> dict[str, Any]:
+def excluded(call: Call, path: str) -> bool:
+    """True if ``exclude_fields`` names ``path`` itself (e.g. ``emails._links``).
+
+    A renderer can then leave that field out of every item: :func:`filter_fields` would copy each
+    item to drop it, which costs more than rendering the item.
+    """
+    raw = call.params.get("exclude_fields")
+    return bool(raw) and path in (p.strip() for p in raw.split(","))
+
+
+def filter_fields(call: Call, body: dict[str, Any], done: Collection[str] = ()) -> dict[str, Any]:
     """Apply ``fields`` (keep only) and ``exclude_fields`` (drop), comma-separated dotted paths.
 
-    A path through a list applies to every element, e.g. ``members.email_address``.
+    A path through a list applies to every element, e.g. ``members.email_address``. Exclusions in
+    ``done`` were applied by the renderer already (see :func:`excluded`) and are skipped.
 
     ``body`` is never changed: only the objects along the filtered paths are copied, the rest is
     shared (a deep copy of a 5,000-recipient email-activity page cost more than rendering it).
@@ -51,11 +63,12 @@ def filter_fields(call: Call, body: dict[str, Any]) -> dict[str, Any]:
     if not params.get("fields") and not params.get("exclude_fields"):
         return body
     include = [p for p in (params.get("fields") or "").split(",") if p.strip()]
-    exclude = [p for p in (params.get("exclude_fields") or "").split(",") if p.strip()]
+    exclude = [p.strip() for p in (params.get("exclude_fields") or "").split(",")]
+    exclude = [p for p in exclude if p and p not in done]
     if include:
         body = _keep(body, [p.strip().split(".") for p in include])
     for path in exclude:
-        body = _without(body, path.strip().split("."))
+        body = _without(body, path.split("."))
     return body
 
 

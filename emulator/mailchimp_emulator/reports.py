@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import hashlib
 import time
-from functools import lru_cache, partial
+from functools import cached_property, lru_cache, partial
 from typing import Any, Callable, Iterable
 
 from . import tally
-from .collections import filter_fields, page
+from .collections import excluded, filter_fields, page
 from .ecommerce import campaign_revenue
 from .errors import not_found
 from .members import find_member, subscriber_hash
@@ -93,16 +93,31 @@ class Visible:
         self.list_id: str = record["list_id"]
         self.list_is_active = self.list_id in state.lists
         self.recipients: dict[str, dict[str, Any]] = record["emails"]
-        if tally.latest_time(state, campaign_id, epoch) <= now:
-            # Everything has happened already (the usual case): share the lists, filter nothing.
-            self.events: dict[str, list[Event]] = {email_id: rec["activity"] for email_id, rec in record["emails"].items()}
+        self.now = now
+        self.complete = tally.latest_time(state, campaign_id, epoch) <= now
+        """Everything has happened already (the usual case): the stored lists are shown as they are."""
+        if self.complete:
             self.unsubscribes: list[Any] = record["unsubscribes"]
         else:
-            self.events = {
-                email_id: [e for e in rec["activity"] if epoch(e["timestamp"]) <= now]
-                for email_id, rec in record["emails"].items()
-            }
             self.unsubscribes = [u for u in record["unsubscribes"] if epoch(u["timestamp"]) <= now]
+
+    @cached_property
+    def events(self) -> dict[str, list[Event]]:
+        """Every recipient's visible events (built on first use: email activity reads them per
+        recipient with :meth:`visible_events` instead)."""
+        if self.complete:
+            return {email_id: rec["activity"] for email_id, rec in self.recipients.items()}
+        now = self.now
+        return {
+            email_id: [e for e in rec["activity"] if epoch(e["timestamp"]) <= now]
+            for email_id, rec in self.recipients.items()
+        }
+
+    def visible_events(self, recipient: dict[str, Any]) -> list[Event]:
+        """One recipient's events dated up to ``now`` (their stored list when everything is visible)."""
+        if self.complete:
+            return recipient["activity"]
+        return [e for e in recipient["activity"] if epoch(e["timestamp"]) <= self.now]
 
     def email_id(self, key: str) -> str:
         """A recipient by subscriber hash or email address; 404 if the campaign was not sent to them."""
@@ -130,6 +145,31 @@ class Visible:
 
 def events_after(events: list[Event], since: float | None) -> list[Event]:
     return events if since is None else [e for e in events if epoch(e["timestamp"]) > since]
+
+
+EmailItem = tuple[str, dict[str, Any], list[Event]]
+"""An email-activity item before rendering: ``(email_id, recipient record, events to show)``."""
+
+
+def email_items(view: Visible, since: float | None) -> list[EmailItem]:
+    """Every recipient with their visible events, in send order; with ``since``, only those who have
+    events strictly after it, with just those events (see the module docstring)."""
+    visible = view.visible_events
+    if since is None:
+        return [(email_id, rec, visible(rec)) for email_id, rec in view.recipients.items()]
+    pairs = view.recipients.items()
+    latest = tally.recipient_latest(view.state, view.campaign_id)
+    if latest is None:
+        return [
+            (email_id, rec, later) for email_id, rec in pairs if (later := events_after(visible(rec), since))
+        ]
+    # An incremental reader's ``since`` is recent, so most recipients have nothing after it: the
+    # cached tally's latest time per recipient skips them without looking at their events.
+    return [
+        (email_id, rec, later)
+        for (email_id, rec), last in zip(pairs, latest)
+        if last > since and (later := events_after(visible(rec), since))
+    ]
 
 
 def _rate(part: int, whole: int) -> float:
@@ -260,23 +300,26 @@ def get_report(call: Call, campaign_id: str) -> Reply:
     return ok(filter_fields(call, render_report(call.state, campaign_id)))
 
 
-def _email_items(view: Visible) -> Callable[[tuple[str, list[Event]]], dict[str, Any]]:
-    """The renderer of ``(email_id, events)`` pairs as email-activity items, with the per-campaign
-    values bound once (a page holds every recipient of the campaign, thousands of them). An item
-    holds the event list itself, uncopied: replies are encoded at once and never mutated."""
-    campaign_id, list_id, active, recipients = view.campaign_id, view.list_id, view.list_is_active, view.recipients
+def _email_items(view: Visible, links: bool = True) -> Callable[[EmailItem], dict[str, Any]]:
+    """The renderer of :data:`EmailItem` as email-activity items, with the per-campaign values bound
+    once (a page holds every recipient of the campaign, thousands of them). An item holds the event
+    list itself, uncopied: replies are encoded at once and never mutated. ``links=False`` leaves
+    ``_links`` out, for callers that exclude it anyway."""
+    campaign_id, list_id, active = view.campaign_id, view.list_id, view.list_is_active
 
-    def render(item: tuple[str, list[Event]]) -> dict[str, Any]:
-        email_id, events = item
-        return {
+    def render(item: EmailItem) -> dict[str, Any]:
+        email_id, recipient, events = item
+        rendered = {
             "campaign_id": campaign_id,
             "list_id": list_id,
             "list_is_active": active,
             "email_id": email_id,
-            "email_address": recipients[email_id]["email_address"],
+            "email_address": recipient["email_address"],
             "activity": events,
-            "_links": [],
         }
+        if links:
+            rendered["_links"] = []
+        return rendered
 
     return render
 
@@ -286,21 +329,21 @@ def list_email_activity(call: Call, campaign_id: str) -> Reply:
     """Recipients with their activity; ``since`` keeps only later events (module docstring)."""
     view = Visible(call.state, campaign_id)
     since = parse_param_time(call, "since")
-    items: list[Any]
-    if since is None:
-        items = list(view.events.items())
-    else:
-        items = [(email_id, later) for email_id, events in view.events.items() if (later := events_after(events, since))]
+    items: list[Any] = email_items(view, since)
     extra = {"campaign_id": campaign_id}
-    return ok(page(call, items, "emails", extra, render=_email_items(view)))
+    links = not excluded(call, "emails._links")
+    done = () if links else ("emails._links",)
+    body = page(call, items, "emails", extra, render=_email_items(view, links), done=done)
+    return ok(body, float_free=True)  # str, bool and int only (events hold validated strings)
 
 
 @router.route("GET", "/reports/{campaign_id}/email-activity/{subscriber_hash}")
 def get_email_activity(call: Call, campaign_id: str, subscriber_hash: str) -> Reply:
     view = Visible(call.state, campaign_id)
     email_id = view.email_id(subscriber_hash)
-    events = events_after(view.events[email_id], parse_param_time(call, "since"))
-    return ok(filter_fields(call, _email_items(view)((email_id, events))))
+    recipient = view.recipients[email_id]
+    events = events_after(view.visible_events(recipient), parse_param_time(call, "since"))
+    return ok(filter_fields(call, _email_items(view)((email_id, recipient, events))))
 
 
 def _unsubscribe_item(view: Visible, unsub: dict[str, Any]) -> dict[str, Any]:

@@ -67,10 +67,13 @@ class Reply:
     status: int = 200
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    float_free: bool = False
+    """The body holds no floats: batch results may then encode it with msgspec, which writes
+    floats unlike the standard library (``1e16``, NaN as ``null``); see ``batches.response_text``."""
 
 
-def ok(body: Any) -> Reply:
-    return Reply(200, body)
+def ok(body: Any, *, float_free: bool = False) -> Reply:
+    return Reply(200, body, float_free=float_free)
 
 
 def no_content() -> Reply:

@@ -8,6 +8,9 @@ by time, the counters of those already visible and a cursor: a later request onl
 events that became visible since (time only moves forward), and one at an earlier moment
 (a clock that stepped back) gets a fresh, uncached tally.
 
+A tally also keeps each recipient's latest event time, so email activity with ``since`` skips the
+recipients with nothing newer without reading their events.
+
 Tallies live in ``state.derived`` (never saved) and are dropped by :func:`forget` when
 :mod:`campaigns` changes a campaign's activity; a record replaced wholesale, or one whose number of
 recipients or unsubscribes changed, is noticed and re-tallied as well.
@@ -50,19 +53,26 @@ class CampaignTally:
         self.first_bounce: dict[str, tuple[int, str]] = {}
         """email_id -> (list index, delivery status) of the recipient's first visible bounce."""
         self.deliveries: dict[str, int] = {}
+        self.recipient_latest: list[float] = []
+        """Per recipient, in ``emails`` order, the time of their latest event (-inf without any)."""
         # One pass: what is visible now is counted at once; only future events are kept, by time.
         pending: list[tuple[float, int, int, str, dict[str, Any]]] = []
         latest = -math.inf
         apply = self._apply
+        add_latest = self.recipient_latest.append
         for position, (email_id, rec) in enumerate(recipients.items()):
+            own = -math.inf
             for index, event in enumerate(rec["activity"]):
                 at = epoch(event["timestamp"])
-                if at > latest:
-                    latest = at
+                if at > own:
+                    own = at
                 if at <= now:
                     apply(at, position, index, email_id, event)
                 else:
                     pending.append((at, position, index, email_id, event))
+            add_latest(own)
+            if own > latest:
+                latest = own
         pending.sort()  # by time, then recipient, then list position: those three are unique
         self._pending = pending
         self._cursor = 0
@@ -168,6 +178,13 @@ def cached_tally(state: EmulatorState, campaign_id: str) -> CampaignTally | None
     if tally is None or tally.record is not record or record is None or tally.shape != _shape(record):
         return None
     return tally
+
+
+def recipient_latest(state: EmulatorState, campaign_id: str) -> list[float] | None:
+    """Per recipient of the campaign, in ``emails`` order, the time of their latest event, from the
+    cached tally; None without one (then look at the events: building a tally costs more)."""
+    tally = cached_tally(state, campaign_id)
+    return tally.recipient_latest if tally is not None else None
 
 
 def latest_time(state: EmulatorState, campaign_id: str, epoch: Callable[[str], float]) -> float:

@@ -14,6 +14,9 @@ from typing import Any
 import pytest
 import requests
 
+from mailchimp_emulator import batches
+from mailchimp_emulator.routing import Reply
+
 PUT_MEMBER = "PUT /lists/{list_id}/members/{subscriber_hash}"
 
 
@@ -121,6 +124,43 @@ def test_results_archive_matches_mailchimps_layout(emulator, mc, list_id):
     assert problem["title"] == "Invalid Resource" and "looks fake or invalid" in problem["detail"]
     assert json.loads(by_id[None]["response"])["id"] == list_id
     assert json.loads(by_id["with-params"]["response"]) == {"lists": [{"id": list_id}]}
+
+
+def test_results_archive_is_the_tar_that_tarfile_writes():
+    """The archive is written piece by piece, without ``tarfile``: its tar must be byte for byte
+    what ``tarfile`` writes for the same entries (headers, padding, end blocks, record size)."""
+    results = [(200, f"op{n}", '{"url":"https://x.test/a"}') for n in range(2000)]
+    results += [(204, None, ""), (200, "big", "y" * 200_000)]  # 2,002 results: three files
+    raw = batches.build_archive("abc", results)
+    tar_bytes = gzip.decompress(raw)
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        entries = [(info, tar.extractfile(info).read() if info.isfile() else None) for info in tar]
+    again = io.BytesIO()
+    with tarfile.open(fileobj=again, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for info, data in entries:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    assert again.getvalue() == tar_bytes
+    assert sorted(len(json.loads(data)) for _, data in entries[1:]) == [0, 666, 668, 668]
+
+
+TEXTS = ["plain", "caf\u00e9 \U0001f600", "del\x7f", "ctl\x00\x1f\t\n\r\b\f", 'q"uo\\te/s', "\u2028"]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_results_are_encoded_like_json_dumps(text):
+    """msgspec encodes float-free bodies and result strings where its text is the standard library's;
+    everything else (non-ASCII, DEL) takes the standard library's way: the bytes are the same."""
+    item = {"email_address": text, "n": 2**70, "ok": True, "none": None, "activity": [], "_links": []}
+    body = {"emails": [item], text: 1}
+    response = batches.response_text(Reply(200, body, float_free=True))
+    assert response == json.dumps(body, separators=(",", ":"))
+    expected = {"status_code": 200, "operation_id": text, "response": response.replace("/", "\\/")}
+    assert batches._result_json(200, text, response) == json.dumps(expected, separators=(",", ":")).encode()
+
+
+def test_bodies_with_floats_keep_the_standard_librarys_numbers():
+    body = {"rate": 1e16, "small": 1e-7, "nan": float("nan")}
+    assert batches.response_text(Reply(200, body)) == '{"rate":1e+16,"small":1e-07,"nan":NaN}'
 
 
 def test_each_operation_is_applied_exactly_once(emulator, mc, list_id):
