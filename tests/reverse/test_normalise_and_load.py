@@ -236,3 +236,34 @@ def test_bad_members_lists_campaigns_and_unsubscribes_are_kept_whole_and_the_res
     assert rejected == [("campaign", "*", "send_time"), ("list", "*", "date_created"),
                         ("member", "list1", "last_changed"), ("unsubscribe", "c1", "timestamp")]
     assert mark == datetime(2024, 5, 2, 8, 30, tzinfo=UTC)  # Ann's: the rejected member does not move it
+
+
+def test_a_campaign_answered_in_several_pages_loads_each_page_once(warehouse) -> None:
+    """Mailchimp pages a batched GET into several operations with the same operation_id, and
+    pages can overlap while the list changes. The pages of one campaign are written one after the
+    other (not by two writers at once), so the second sees the first committed and merges."""
+    import json
+
+    import sqlalchemy as sa
+
+    from mailchimp_provider.batches.results import OperationResult
+    from mailchimp_provider.reverse import activity as pull
+    from mailchimp_provider.reverse.config import EngagementConfig
+    from mailchimp_provider.warehouse.tables import WarehouseTables
+
+    tables = WarehouseTables()
+    tables.create_all(warehouse.engine)
+
+    def page(members: range) -> OperationResult:
+        emails = [{"email_id": f"m{n:05d}", "email_address": f"m{n}@shop.com", "list_id": "l1",
+                   "activity": [{"action": "open", "timestamp": "2024-05-01T10:00:00+00:00"}]} for n in members]
+        return OperationResult.from_response("c1", 200, json.dumps({"emails": emails}))
+
+    # A long first page and a short overlapping second one: the second is ready while the first
+    # is still being written.
+    pages = [page(range(0, 20_000)), page(range(19_990, 20_010)), page(range(0, 10))]
+    outcome = pull.apply_results(warehouse.engine, tables, EngagementConfig(), iter(pages),
+                                 current_pass="run#0", submitted_at=datetime(2024, 6, 1, tzinfo=UTC))
+    assert (outcome.counts.gained, outcome.counts.unchanged, outcome.failures) == (20_010, 20, [])
+    with warehouse.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(tables.activity)).scalar_one() == 20_010

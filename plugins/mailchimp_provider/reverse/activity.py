@@ -159,14 +159,16 @@ def apply_results(
     threads, one connection each, commit the campaigns before it (COPY and commit wait on the
     database, not on Python; PostgreSQL's COPY is the slowest stage, and two connections load
     two campaigns at once). At most ``writers + 1`` campaigns are in memory, so memory stays flat.
-    Campaigns are independent transactions, so their commit order does not matter. An error stops
+    Campaigns are independent transactions, so their commit order does not matter; a campaign
+    whose answer comes in several results (Mailchimp pages a batched GET into several operations)
+    is written one result after the other. An error stops
     the stream: campaigns already handed over are committed first (each is complete on its own),
     then the error is raised. SQLite loads inline.
     """
     outcome = ApplyOutcome()
     layout = _copy_layout(engine, tables)
     ceiling = to_utc(submitted_at) if submitted_at is not None else datetime.now(timezone.utc)
-    pending: deque[Future[tuple[LoadCounts, LoadCounts] | None]] = deque()
+    pending: deque[tuple[str, Future[tuple[LoadCounts, LoadCounts] | None]]] = deque()
 
     def collect(future: Future[tuple[LoadCounts, LoadCounts] | None]) -> None:
         done = future.result()  # a writer error is raised here
@@ -192,17 +194,22 @@ def apply_results(
                     )
                     continue
                 load = _CampaignLoad.prepare(campaign_id, result, layout)
+                while any(pending_id == campaign_id for pending_id, _ in pending):
+                    # Another page of a campaign still being written: its first-read check must see
+                    # the earlier page committed, so one campaign is written by one writer at a time.
+                    collect(pending.popleft()[1])
                 if load is None:
                     outcome.failures.append(_failure_message(campaign_id, result))
-                    pending.append(writer.submit(_record_failure, engine, tables, campaign_id, current_pass))
+                    future = writer.submit(_record_failure, engine, tables, campaign_id, current_pass)
                 else:
-                    pending.append(writer.submit(_commit_campaign, engine, tables, config, load, ceiling, current_pass))
+                    future = writer.submit(_commit_campaign, engine, tables, config, load, ceiling, current_pass)
+                pending.append((campaign_id, future))
                 while len(pending) > writers:
-                    collect(pending.popleft())
+                    collect(pending.popleft()[1])
             while pending:
-                collect(pending.popleft())
+                collect(pending.popleft()[1])
         except BaseException:
-            for future in pending:
+            for _, future in pending:
                 future.cancel()  # not started yet: dropped; already running: committed on exit
             raise
     return outcome
