@@ -73,13 +73,30 @@ class _EngagementMixin:
         return MailchimpHook(mailchimp_conn_id=self.config.mailchimp_conn_id)
 
     def report(self, stats: "LoadStats", what: str) -> dict[str, dict[str, int]]:
-        """Log the per-table counts (every table this operator writes) and return them for XCom."""
+        """Log the per-table counts (every table this operator writes) and return them for XCom;
+        fail when more than ``max_rejected_fraction`` of the records read were rejected."""
         from mailchimp_provider.reverse.loading import LoadCounts
 
         for kind in _WRITES[what]:
             stats.tables.setdefault(self.tables.table_name(kind), LoadCounts())
         stats.log(self.log)
+        self._check_rejected(stats)
         return stats.to_dict()
+
+    def _check_rejected(self, stats: "LoadStats") -> None:
+        table = self.tables.table_name("rejected")
+        rejected = stats.tables[table].seen
+        read = rejected + sum(c.seen for name, c in stats.tables.items() if name != table)
+        if not rejected or rejected <= self.config.max_rejected_fraction * read:
+            return
+        raise AirflowException(
+            f"{rejected} of the {read} records read could not be stored ({rejected / read:.1%}, more than "
+            f"max_rejected_fraction {self.config.max_rejected_fraction:.1%}): Mailchimp's data has likely "
+            f"changed shape. Everything else is committed and the bookmarks moved on, so retrying this task "
+            f"does not read them again. They are kept whole in {table} (SELECT record, field, error, raw FROM "
+            f"{table} ORDER BY first_seen_at DESC); fix the cause, then re-read them by resetting the "
+            f"stream's row in {self.tables.table_name('watermark')}."
+        )
 
 
 def _config_dict(config: EngagementConfig | dict[str, Any] | None) -> dict[str, Any]:

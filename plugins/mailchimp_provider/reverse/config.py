@@ -109,6 +109,9 @@ class EngagementConfig:
     members: MembersConfig = field(default_factory=MembersConfig)
     campaigns: CampaignsConfig = field(default_factory=CampaignsConfig)
     activity: ActivityConfig = field(default_factory=ActivityConfig)
+    max_rejected_fraction: float = 0.01
+    """A task fails (after committing) when more than this share of the records it read could not
+    be stored: one odd record is a warning, a format change that rejects everything is an error."""
 
     def __post_init__(self) -> None:
         # The file's spellings of "none": every reader then sees None.
@@ -125,6 +128,8 @@ class EngagementConfig:
         ]
         if self.audiences is not None and (not self.audiences or not all(a.strip() for a in self.audiences)):
             problems.append(("audiences", f"must be 'all' or a list of list ids, got {list(self.audiences)!r}"))
+        if not 0 <= self.max_rejected_fraction <= 1:
+            problems.append(("max_rejected_fraction", f"must be between 0 and 1, got {self.max_rejected_fraction!r}"))
         return problems
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,6 +140,7 @@ class EngagementConfig:
             "table_prefix": self.table_prefix,
             "schema": self.schema,
             "audiences": list(self.audiences) if self.audiences is not None else "all",
+            "max_rejected_fraction": self.max_rejected_fraction,
             "members": {f.name: getattr(self.members, f.name) for f in fields(MembersConfig)},
             "campaigns": {f.name: getattr(self.campaigns, f.name) for f in fields(CampaignsConfig)},
             "activity": {f.name: getattr(self.activity, f.name) for f in fields(ActivityConfig)},
