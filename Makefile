@@ -12,6 +12,9 @@ export UV_SYSTEM_CERTS ?= 1
 setup: $(STAMP)
 
 # uv comes from PyPI into a bootstrap venv, so a machine without uv still installs fast.
+# --compile-bytecode writes .pyc files at install time (pip does, uv does not by default): where
+# PYTHONDONTWRITEBYTECODE is set, as on the development machines, every process would otherwise
+# compile Airflow from source on import, 8 s instead of 3.6 s per task process.
 $(STAMP): requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
 	@if ! command -v uv >/dev/null; then \
@@ -19,7 +22,7 @@ $(STAMP): requirements.txt pyproject.toml
 	fi
 	@UV=$$(command -v uv || echo .uv-bootstrap/bin/uv); \
 	$$UV venv -q --allow-existing --python $(PYTHON) $(VENV) && \
-	$$UV pip install -q --python $(BIN)/python -r requirements.txt && \
+	$$UV pip install -q --compile-bytecode --python $(BIN)/python -r requirements.txt && \
 	$$UV pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 

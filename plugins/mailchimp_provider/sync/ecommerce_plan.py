@@ -627,8 +627,9 @@ class EcommerceSyncEngine(SyncEngine):
     * follow-up passes re-plan only the records that need it. The engine plans again after a pass
       that sent something, to heal "already exists" / "not found" answers; in e-commerce only the
       records whose write was not confirmed in this process can need it (dependencies are other
-      entities, finished before this task), so a second full scan of 100k orders is skipped. A new
-      process (retry, deferral) always starts with a full pass;
+      entities, finished before this task), so a second full scan of 100k orders is skipped, and
+      a pass whose writes were all confirmed is the last. Only those records are kept in memory,
+      not every record sent. A new process (retry, deferral) always starts with a full pass;
     * ``load_states`` without per-row type processing.
     """
 
@@ -642,6 +643,17 @@ class EcommerceSyncEngine(SyncEngine):
     def _hand_over(self, batch: list[PlannedOp]) -> list[dict[str, Any]]:
         self._unconfirmed.update(op.record_id for op in batch)
         return super()._hand_over(batch)
+
+    # The next pass re-plans exactly ``_unconfirmed`` (see ``source_chunks``), so the generic
+    # per-pass sets of sent and answered records (100k ids each for 100k orders) are not kept.
+    def _note_sent(self, record_id: str) -> None:
+        pass
+
+    def _note_answer(self, record_id: str, *, final: bool) -> None:
+        pass
+
+    def _follow_up_ids(self) -> set[str]:
+        return set(self._unconfirmed)
 
     def apply_results(self, batch_id: str | None, results: Iterable["OperationResult"]) -> Any:
         def watched() -> Iterator["OperationResult"]:

@@ -454,6 +454,8 @@ class SyncEngine:
         self._settled: set[str] = set()
         """Records with a write settled (ok or failed) in this run: a later pass may see them as
         skips (e.g. erased), which must not add a second row for them."""
+        self._sent: set[str] = set()
+        """Records the current pass planned writes for."""
         self._finished: set[str] = set()
         self._follow_up: set[str] = set()
         """Records answered in the current pass: ``_finished`` those whose every answer was an
@@ -521,17 +523,16 @@ class SyncEngine:
         only: set[str] | None = None  # pass 1 plans every record; later passes only those just sent
         for pass_no in range(1, MAX_PASSES + 1):
             stats = _PassStats()
-            self._finished, self._follow_up = set(), set()
+            self._start_pass()
             failed = self.failed_in_run()
             self._settled = self.answered_in_run()
             if self.ctx.full_refresh:  # resend everything once, not once per pass
                 failed |= self.done_in_run()
             buffer: list[PlannedOp] = []
-            sent: set[str] = set()
             for plan in self._iter_plans(stats, failed, record_skips=True, only=only):
                 if not plan.ops:
                     continue
-                sent.add(plan.record_id)
+                self._note_sent(plan.record_id)
                 if buffer and len(buffer) + len(plan.ops) > limit:
                     yield buffer
                     buffer = []
@@ -548,10 +549,7 @@ class SyncEngine:
             if stats.ops == 0:
                 return
             yield _PASS_END  # resumed once every result of this pass is applied
-            # Only a record written in this pass can need a follow-up (e.g. its tags once the
-            # member exists): everything else was planned already and found nothing to do. Of
-            # those, records the rules called final need nothing either.
-            only = sent - (self._finished - self._follow_up)
+            only = self._follow_up_ids()
             if not only:
                 log.info("%s: every write of pass %d was final; no follow-up pass", self.entity, pass_no)
                 return
@@ -559,6 +557,23 @@ class SyncEngine:
             "%s: stopped after %d planning passes with operations still planned; the next run "
             "continues (this happens when results are lost, e.g. an expired batch)", self.entity, MAX_PASSES,
         )
+
+    # -- which records the next pass re-plans -------------------------------------------------
+    def _start_pass(self) -> None:
+        self._sent = set()
+        self._finished, self._follow_up = set(), set()
+
+    def _note_sent(self, record_id: str) -> None:
+        self._sent.add(record_id)
+
+    def _note_answer(self, record_id: str, *, final: bool) -> None:
+        (self._finished if final else self._follow_up).add(record_id)
+
+    def _follow_up_ids(self) -> set[str]:
+        """The records the next pass plans again. Only a record written in this pass can need a
+        follow-up (e.g. its tags once the member exists): everything else was planned already and
+        found nothing to do. Of those, records the rules called final need nothing either."""
+        return self._sent - (self._finished - self._follow_up)
 
     def _iter_plans(
         self, stats: _PassStats, failed: set[tuple[str, str]], *, record_skips: bool, only: set[str] | None = None
@@ -782,10 +797,7 @@ class SyncEngine:
             new_state = self._next_state(ref, state, outcome, result, now)
             states[ref.record_id] = new_state
             counts[outcome.outcome] += 1
-            if outcome.outcome == OUTCOME_OK and not outcome.follow_up:
-                self._finished.add(ref.record_id)
-            else:
-                self._follow_up.add(ref.record_id)
+            self._note_answer(ref.record_id, final=outcome.outcome == OUTCOME_OK and not outcome.follow_up)
             result_rows.append(
                 self._result_row(
                     ref.record_id,
