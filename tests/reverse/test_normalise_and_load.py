@@ -267,3 +267,32 @@ def test_a_campaign_answered_in_several_pages_loads_each_page_once(warehouse) ->
     assert (outcome.counts.gained, outcome.counts.unchanged, outcome.failures) == (20_010, 20, [])
     with warehouse.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(tables.activity)).scalar_one() == 20_010
+
+
+def test_an_answer_that_repeats_a_record_loads_it_once(warehouse) -> None:
+    """A first read whose answer holds one record twice: the straight COPY is refused on the key
+    and the rows are merged de-duplicated instead (the last one wins), nothing fails."""
+    import json
+
+    import sqlalchemy as sa
+
+    from mailchimp_provider.batches.results import OperationResult
+    from mailchimp_provider.reverse import activity as pull
+    from mailchimp_provider.reverse.config import EngagementConfig
+    from mailchimp_provider.warehouse.tables import WarehouseTables
+
+    tables = WarehouseTables()
+    tables.create_all(warehouse.engine)
+    emails = [{"email_id": f"m{n}", "email_address": f"m{n}@shop.com", "list_id": "l1",
+               "activity": [{"action": "open", "timestamp": "2024-05-01T10:00:00+00:00", "ip": f"192.0.2.{n}"}]}
+              for n in (1, 2, 3)]
+    emails.append({**emails[0], "activity": [{**emails[0]["activity"][0], "ip": "192.0.2.99"}]})
+    outcome = pull.apply_results(
+        warehouse.engine, tables, EngagementConfig(),
+        iter([OperationResult.from_response("c1", 200, json.dumps({"emails": emails}))]),
+        current_pass="run#0", submitted_at=datetime(2024, 6, 1, tzinfo=UTC),
+    )
+    assert (outcome.counts.gained, outcome.failures) == (3, [])
+    with warehouse.engine.connect() as conn:
+        stored = dict(conn.execute(sa.select(tables.activity.c.member_id, tables.activity.c.ip)).all())
+    assert stored == {"m1": "192.0.2.99", "m2": "192.0.2.2", "m3": "192.0.2.3"}

@@ -161,9 +161,9 @@ def apply_results(
     two campaigns at once). At most ``writers + 1`` campaigns are in memory, so memory stays flat.
     Campaigns are independent transactions, so their commit order does not matter; a campaign
     whose answer comes in several results (Mailchimp pages a batched GET into several operations)
-    is written one result after the other. An error stops
-    the stream: campaigns already handed over are committed first (each is complete on its own),
-    then the error is raised. SQLite loads inline.
+    is written one result after the other. An error stops the stream: campaigns already handed
+    over are committed first (each is complete on its own), then the error is raised. SQLite
+    loads inline.
     """
     outcome = ApplyOutcome()
     layout = _copy_layout(engine, tables)
@@ -317,8 +317,11 @@ def _commit_campaign(
         else:
             rows = load.rows()
             newest = max(map(_TIMESTAMP, rows), default=None)
+            # After a refused COPY (a key repeats within the answer) a straight COPY would only
+            # fail again: merge through the staging table, which de-duplicates.
             counts = merge_rows(
-                conn, t, rows, tables.key("activity"), chunk_size=config.activity.insert_chunk_size, new_keys=fresh,
+                conn, t, rows, tables.key("activity"), chunk_size=config.activity.insert_chunk_size,
+                new_keys=fresh and text is None,
             )
         rejected = rejects.store(conn, tables, load.rejected)
         _move_bookmark(conn, tables, campaign_id, newest, ceiling)

@@ -30,7 +30,7 @@ import msgspec
 
 from mailchimp_provider.reverse.normalise import ACTIVITY_COLUMNS, NormalisationError, activity_rows
 from mailchimp_provider.reverse.rejects import Rejects
-from mailchimp_provider.warehouse.upsert import CopyFormatter, CopyLayout
+from mailchimp_provider.warehouse.upsert import CopyFormatter, CopyLayout, copy_verbatim
 
 _UTC = timezone.utc
 _ISO = datetime.fromisoformat
@@ -124,11 +124,6 @@ def activity_copy_text(
     return ActivityText("".join(parts), count, newest)
 
 
-def _clean(value: str) -> bool:
-    """A string that COPY takes as is: no backslash, tab, line break or other control character."""
-    return "\\" not in value and value.isprintable()
-
-
 def _plain_lines(email: _Email, campaign_id: str, end: str) -> tuple[str, int, datetime] | None:
     """(lines, rows, newest) of a record with activity; None when it is not plain (module doc).
 
@@ -138,8 +133,8 @@ def _plain_lines(email: _Email, campaign_id: str, end: str) -> tuple[str, int, d
     address = email.email_address
     campaign = email.campaign_id or campaign_id
     list_id = email.list_id
-    if not (member_id and _clean(member_id) and _clean(address) and _clean(campaign)
-            and (list_id is None or _clean(list_id))):
+    if not (member_id and copy_verbatim(member_id) and copy_verbatim(address)
+            and copy_verbatim(campaign) and (list_id is None or copy_verbatim(list_id))):
         return None
     head = f"{campaign}\t{member_id}\t"
     middle = f"\t{_NULL if list_id is None else list_id}\t{address}\t"
@@ -152,9 +147,10 @@ def _plain_lines(email: _Email, campaign_id: str, end: str) -> tuple[str, int, d
         ip = item.ip
         combination = item.combination_id
         bounce = item.type if action == "bounce" else None
-        if ((action not in _ACTIONS and not (action and _clean(action))) or (url and not _clean(url))
-                or (ip and not _clean(ip)) or (combination and not _clean(combination))
-                or (bounce and not _clean(bounce))):
+        if ((action not in _ACTIONS and not (action and copy_verbatim(action)))
+                or (url and not copy_verbatim(url)) or (ip and not copy_verbatim(ip))
+                or (combination and not copy_verbatim(combination))
+                or (bounce and not copy_verbatim(bounce))):
             return None
         try:
             ts = _ISO(raw)
