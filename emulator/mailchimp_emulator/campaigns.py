@@ -1,6 +1,7 @@
 """Campaigns: create, list, update, delete and send, with deterministic synthetic engagement.
 
-Sending (``POST /campaigns/{id}/actions/send`` -> 204) delivers to the members of the campaign's
+Sending (``POST /campaigns/{id}/actions/send`` -> 204) needs what Mailchimp's send checklist
+checks, content included (:mod:`campaign_content`), and delivers to the members of the campaign's
 list whose status is ``subscribed`` at that moment, marks the campaign ``sent`` and records activity
 for each recipient. The activity is synthetic but deterministic: it depends only on the campaign id
 and the recipient's subscriber hash (seeded ``random.Random``), and campaign ids are themselves
@@ -33,7 +34,7 @@ import hashlib
 import random
 from typing import Any
 
-from . import reports, tally
+from . import campaign_content, reports, tally
 from .collections import filter_fields, page
 from .errors import bad_request, not_found
 from .members import find_member, set_member_status
@@ -158,8 +159,13 @@ def _subscribed(state: EmulatorState, list_id: str) -> list[dict[str, Any]]:
     return [m for m in state.members.get(list_id, {}).values() if m["status"] == "subscribed"]
 
 
+def subscribed_count(state: EmulatorState, list_id: str) -> int:
+    """How many members of the list a send would reach now."""
+    return len(_subscribed(state, list_id))
+
+
 def render_campaign(state: EmulatorState, campaign: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(campaign)
+    out = copy.deepcopy({k: v for k, v in campaign.items() if not k.startswith("_")})
     list_id = campaign["recipients"].get("list_id", "")
     sent = campaign["status"] == "sent"
     out["recipients"] = {
@@ -301,12 +307,7 @@ def _deliver(state: EmulatorState, campaign: dict[str, Any], send_time: str) -> 
 def _check_ready(state: EmulatorState, campaign: dict[str, Any]) -> None:
     if campaign["status"] == "sent":
         raise bad_request(ALREADY_SENT)
-    settings = campaign["settings"]
-    list_id = campaign["recipients"].get("list_id")
-    if not list_id or list_id not in state.lists or not _subscribed(state, list_id):
-        raise bad_request(NOT_READY)
-    if not all(settings.get(k) for k in ("subject_line", "from_name", "reply_to")):
-        raise bad_request(NOT_READY)
+    campaign_content.require_ready(state, campaign)  # list with recipients, subject, from, content
 
 
 TimedEvent = tuple[int, dict[str, Any]]

@@ -42,8 +42,11 @@ def add_members(mc: Any, list_id: str, count: int, status: str = "subscribed", p
     return emails
 
 
-def create_campaign(mc: Any, list_id: str, title: str = "May news", **settings: Any) -> dict[str, Any]:
-    return mc.campaigns.create(
+def create_campaign(
+    mc: Any, list_id: str, title: str = "May news", *, html: str | None = "<p>Fresh for May</p>", **settings: Any
+) -> dict[str, Any]:
+    """A draft campaign with its content set (``html=None``: no content), the client's usual flow."""
+    campaign = mc.campaigns.create(
         {
             "type": "regular",
             "recipients": {"list_id": list_id},
@@ -56,6 +59,9 @@ def create_campaign(mc: Any, list_id: str, title: str = "May news", **settings: 
             },
         }
     )
+    if html is not None:
+        mc.campaigns.set_content(campaign["id"], {"html": html})
+    return campaign
 
 
 def api_error(call: Callable[[], Any]) -> tuple[int, dict[str, Any]]:

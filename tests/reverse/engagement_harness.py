@@ -82,7 +82,9 @@ class EngagementHarness:
         )["id"]
 
     def send(self, campaign_id: str) -> None:
-        """Send with the emulator's deterministic synthetic engagement."""
+        """Set content, then send, as Mailchimp's ordinary flow does (the emulator's synthetic
+        engagement is deterministic)."""
+        self.api("PUT", f"/campaigns/{campaign_id}/content", json={"html": "<p>News from Acme</p>"})
         self.api("POST", f"/campaigns/{campaign_id}/actions/send")
 
     def inject(self, campaign_id: str, *, activity: list[dict] = (), unsubscribes: list[dict] = (),
