@@ -101,3 +101,38 @@ def test_airflow_reaches_the_emulator_on_loopback_as_the_hook_requires() -> None
     assert "127.0.0.1%3A8765" in conn
     for name in ("airflow-apiserver", "airflow-scheduler", "airflow-triggerer", "airflow-dag-processor"):
         assert SERVICES[name]["network_mode"] == "service:mailchimp-emulator"
+
+
+def _context_files() -> list[Path]:
+    """The files `docker build .` would send, by .dockerignore (its directory and glob patterns)."""
+    patterns = [
+        line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+    def ignored(rel: Path) -> bool:
+        parts = rel.parts
+        for pattern in patterns:
+            bare = pattern.removeprefix("**/")
+            if pattern.startswith("**/"):
+                if any(Path(p).match(bare) for p in parts):
+                    return True
+            elif parts and (Path(parts[0]).match(pattern) or rel.match(pattern)):
+                return True
+        return False
+
+    out = []
+    for path in ROOT.rglob("*"):
+        rel = path.relative_to(ROOT)
+        if path.is_file() and not ignored(rel):
+            out.append(path)
+    return out
+
+
+def test_build_context_leaves_out_the_venv_and_local_state_but_keeps_what_the_dockerfile_copies() -> None:
+    files = _context_files()
+    rels = {f.relative_to(ROOT).parts[0] for f in files}
+    assert not rels & {".git", ".venv", ".uv-bootstrap", ".demo", ".bench", "logs"}
+    assert {"pyproject.toml", "README.md", "plugins", "emulator"} <= rels
+    size_mb = sum(f.stat().st_size for f in files) / 1e6
+    assert size_mb < 20, f"build context is {size_mb:.0f} MB"
