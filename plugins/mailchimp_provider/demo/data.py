@@ -663,7 +663,7 @@ class _Generator:
             nonlocal n
             n += 1
             row = self._person(rng, n)
-            row.update(customer_id=f"C{n}", **changes)
+            row.update(customer_id=f"CX{n}", **changes)  # CX: never a normal C<number> id, at any size
             self._remember(row)
             return row
 
@@ -935,23 +935,23 @@ class _Generator:
             return {"order_id": oid, "line_id": "1", "product_id": pid, "variant_id": vid,
                     "quantity": quantity, "price": Decimal("49.99") if product else price, "discount": Decimal("0.00")}
 
-        lines.append(line("O900001", quantity=-1))
-        yield order("O900001", ids[0])
-        lines.append(line("O900002"))
-        yield order("O900002", ids[1], currency="XYZ")
-        lines.append(line("O900003", product=("P-DISCONTINUED-0042", "P-DISCONTINUED-0042-1")))
-        yield order("O900003", ids[2])
-        lines.append(line("O900004"))
-        yield order("O900004", "C999999999")  # unknown customer, and no customer_email to create it from
-        yield order("O900005", ids[3])  # no lines
+        lines.append(line("OX900001", quantity=-1))
+        yield order("OX900001", ids[0])
+        lines.append(line("OX900002"))
+        yield order("OX900002", ids[1], currency="XYZ")
+        lines.append(line("OX900003", product=("P-DISCONTINUED-0042", "P-DISCONTINUED-0042-1")))
+        yield order("OX900003", ids[2])
+        lines.append(line("OX900004"))
+        yield order("OX900004", "C999999999")  # unknown customer, and no customer_email to create it from
+        yield order("OX900005", ids[3])  # no lines
         # promos: a discount stored with the wrong sign, and one stored in cents (749 for 7.49)
-        for oid, cid, code, amount, kind in (("O900006", ids[4], "WELCOME10", "-10.00", "fixed"),
-                                             ("O900007", ids[5], "SPRING15", "749.00", "percentage")):
+        for oid, cid, code, amount, kind in (("OX900006", ids[4], "WELCOME10", "-10.00", "fixed"),
+                                             ("OX900007", ids[5], "SPRING15", "749.00", "percentage")):
             lines.append(line(oid))
             promos.append({"order_id": oid, "code": code, "amount_discounted": Decimal(amount), "type": kind})
             yield order(oid, cid)
-        lines.append(line("O900008"))
-        yield order("O900008", ids[6], financial="disputed")  # a chargeback: no status map knows it
+        lines.append(line("OX900008"))
+        yield order("OX900008", ids[6], financial="disputed")  # a chargeback: no status map knows it
         long_id = "amazon-mcf:114-3941689-8772232:fulfillment-order-00001"
         lines.append(line(long_id))
         yield order(long_id, ids[7])
