@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Trust the platform certificate store (machines behind a TLS-inspecting proxy need it).
 export UV_SYSTEM_CERTS ?= 1
 
-.PHONY: setup demo test test-fast bench lock lint clean
+.PHONY: setup demo test test-fast bench lock lint clean stack stack-down
 
 setup: $(STAMP)
 
@@ -29,18 +29,27 @@ $(STAMP): requirements.txt pyproject.toml
 demo: setup
 	$(BIN)/python -m scripts.demo
 
+# --dist loadgroup: the stack tests (tests/stack, one xdist group) share one booted stack.
 test: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -x -m "not slow" $(PYTEST_ARGS)
+
+# A production-shaped Airflow in the background (CeleryExecutor, 2 workers, triggerer, emulator):
+# scripts/stack.py. Prints the UI address and login; `make stack-down` stops it by PID.
+stack: setup
+	$(BIN)/python -m scripts.stack up
+
+stack-down:
+	$(BIN)/python -m scripts.stack down
 
 bench: setup
 	$(BIN)/python -m scripts.benchmark $(BENCH_ARGS)
 
 # Re-pin requirements.txt from requirements.in (needs uv).
 lock:
-	uv pip compile --python-version 3.11 requirements.in -o requirements.txt
+	@UV=$$(command -v uv || echo .uv-bootstrap/bin/uv); $$UV pip compile --python-version 3.11 requirements.in -o requirements.txt
 
 clean:
 	rm -rf $(VENV) .uv-bootstrap .demo .bench

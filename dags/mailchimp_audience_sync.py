@@ -38,6 +38,10 @@ through Mailchimp batch operations.
   (`pending` with double opt-in) and `transactional` otherwise; an existing member's status is
   never raised; withdrawn consent (`marketing_opt_in` true -> false, or `no_marketing`)
   unsubscribes. `no_marketing` rows are never added; guests send only their first name.
+* **Audit before writing.** Each run first reads the members changed in Mailchimp since its last
+  audit (`since_last_changed`, into `mailchimp_member`). Archived members are never written
+  (reason `archived_in_mailchimp`) until a run with `retry_archived` re-adds them; unsubscribed and
+  cleaned members are never subscribed again.
 * **Email changes** rename the existing member (no duplicate); **erasure requests**
   (`marketing_erasure_requests`) permanently delete the member, who is never sent again.
 * **Tags** from `customer_type` and `tags`; only tags this sync added are ever removed.
@@ -65,6 +69,8 @@ Needs the pool `{POOL}` (slots x the hook's `max_in_flight` <= 10): `{POOL_COMMA
     params={
         "full_refresh": Param(False, type="boolean", description="Resend every customer, changed or not."),
         "dry_run": Param(False, type="boolean", description="Record the plan in mailchimp_sync_result; send nothing."),
+        "retry_archived": Param(False, type="boolean",
+                                description="Re-add members archived in Mailchimp (otherwise they are left archived)."),
     },
     default_args=default_args(),
 )

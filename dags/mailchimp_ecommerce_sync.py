@@ -11,17 +11,19 @@ from airflow.sdk import Asset, dag
 
 from mailchimp_provider.dag_defaults import POOL, POOL_COMMAND, default_args
 from mailchimp_provider.operators.ecommerce import PLURAL, ecommerce_sync_params, ecommerce_sync_tasks
-from mailchimp_provider.sync.ecommerce_config import DEFAULT_ECOMMERCE_CONFIG, ENTITIES, load_ecommerce_config
+from mailchimp_provider.sync.ecommerce_config import ENTITIES, ecommerce_config_path, load_ecommerce_config
 
 
 # Parsed and validated here, so a broken config is a DAG import error naming the file and key.
-CONFIG = load_ecommerce_config(DEFAULT_ECOMMERCE_CONFIG)
+# $MAILCHIMP_ECOMMERCE_SYNC_CONFIG points at another file (default include/ecommerce_sync.yaml).
+CONFIG_PATH = ecommerce_config_path()
+CONFIG = load_ecommerce_config(CONFIG_PATH)
 
 ASSETS = {
     entity: Asset(
         name=f"mailchimp_ecommerce_{PLURAL[entity]}",
         uri=f"mailchimp://ecommerce/{PLURAL[entity]}",
-        extra={"config": DEFAULT_ECOMMERCE_CONFIG.name, "store_id": CONFIG.store.id},
+        extra={"config": CONFIG_PATH.name, "store_id": CONFIG.store.id},
     )
     for entity in ENTITIES
 }
@@ -33,7 +35,7 @@ Syncs the warehouse's commerce tables (`include/sql/*.sql`, connection `{CONFIG.
 into the Mailchimp E-commerce store `{CONFIG.store.id}` (connection `{CONFIG.mailchimp_conn_id}`),
 so marketers can segment by purchases and send product recommendations.
 
-* **Store** ensured from `include/ecommerce_sync.yaml` (id, name, currency, domain, audience). On
+* **Store** ensured from `include/ecommerce_sync.yaml` (or `$MAILCHIMP_ECOMMERCE_SYNC_CONFIG`) (id, name, currency, domain, audience). On
   the first run into the store and on a full refresh it is flagged `is_syncing` (Mailchimp then
   fires no automations on history); the `release_store` teardown clears the flag, also when the
   run fails.
@@ -73,7 +75,7 @@ Needs the pool `{POOL}` (slots x the hook's `max_in_flight` <= 10): `{POOL_COMMA
     default_args=default_args(),
 )
 def mailchimp_ecommerce_sync() -> None:
-    ecommerce_sync_tasks(DEFAULT_ECOMMERCE_CONFIG, outlets={entity: [asset] for entity, asset in ASSETS.items()})
+    ecommerce_sync_tasks(CONFIG_PATH, outlets={entity: [asset] for entity, asset in ASSETS.items()})
 
 
 dag = mailchimp_ecommerce_sync()

@@ -14,6 +14,7 @@ from mailchimp_provider.dag_defaults import POOL_COMMAND, default_args
 from mailchimp_provider.operators.engagement import (
     MailchimpAudiencePullOperator,
     MailchimpCampaignPullOperator,
+    MailchimpCampaignRecipientPullOperator,
     MailchimpEmailActivityPullOperator,
 )
 from mailchimp_provider.reverse.config import EngagementConfig, config_path, load_config
@@ -32,6 +33,7 @@ Fivetran Mailchimp schema, so `fivetran/dbt_mailchimp`-style models work):
 | `pull_audiences` | `mailchimp_list`, `mailchimp_member` (incremental on `last_changed`), list-level rows of `mailchimp_unsubscribe` |
 | `pull_campaigns` | `mailchimp_campaign` (settings + report summary; recently sent campaigns refreshed every run), campaign rows of `mailchimp_unsubscribe` |
 | `pull_email_activity` | `mailchimp_campaign_recipient_activity` (open / click / bounce), via batch operations, waiting deferrably |
+| `pull_campaign_recipients` | `mailchimp_campaign_recipient` (who each campaign was sent to: sent-to, each page read once), via batch operations |
 
 * **Incremental and idempotent.** Bookmarks live in `mailchimp_watermark` and move only in the
   transaction that commits the rows they cover. Every write is an upsert on the contract key, so
@@ -56,7 +58,7 @@ def table_assets(config: EngagementConfig) -> dict[str, Asset]:
     """One Asset per table the DAG writes, keyed by table kind (``list``, ``member``, ...)."""
     tables = WarehouseTables(config.table_prefix, config.schema)
     assets = {}
-    for kind in ("list", "member", "unsubscribe", "campaign", "activity"):
+    for kind in ("list", "member", "unsubscribe", "campaign", "activity", "recipient"):
         name = tables.table_name(kind)
         assets[kind] = Asset(
             name=name,
@@ -102,9 +104,14 @@ def build_dag(
             config=config,
             outlets=[assets["activity"]],
         )
-        # Activity is planned from mailchimp_campaign; the member pull runs after the campaign pull
-        # only to keep one writer at a time on an embedded (SQLite) warehouse.
-        campaigns >> [activity, audiences]
+        recipients = MailchimpCampaignRecipientPullOperator(
+            task_id="pull_campaign_recipients",
+            config=config,
+            outlets=[assets["recipient"]],
+        )
+        # Activity and sent-to are planned from mailchimp_campaign; the member pull runs after the
+        # campaign pull only to keep one writer at a time on an embedded (SQLite) warehouse.
+        campaigns >> [activity, audiences, recipients]
     return dag
 
 

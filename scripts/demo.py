@@ -52,7 +52,6 @@ def start_emulator(port: int) -> subprocess.Popen[bytes]:
 
 
 def airflow_env(port: int, warehouse: Path) -> dict[str, str]:
-    base = f"http://127.0.0.1:{port}/3.0"
     env = dict(os.environ)
     env.update(
         {
@@ -61,7 +60,7 @@ def airflow_env(port: int, warehouse: Path) -> dict[str, str]:
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-            "AIRFLOW_CONN_MAILCHIMP_DEFAULT": f"mailchimp://:{quote(API_KEY, safe='')}@127.0.0.1:{port}/?base_url={quote(base, safe='')}",
+            "AIRFLOW_CONN_MAILCHIMP_DEFAULT": f"mailchimp://:{quote(API_KEY, safe='')}@127.0.0.1:{port}/3.0",
             "AIRFLOW_CONN_WAREHOUSE_DEFAULT": f"sqlite:///{warehouse}",
         }
     )

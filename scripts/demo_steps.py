@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+import json
+
 import requests
 import sqlalchemy as sa
 
@@ -22,6 +24,23 @@ def dags_test(airflow: Callable[..., Any], env: dict[str, str], dag_id: str) -> 
     return found[-1]
 
 
+def task_summary(metadata_db: sa.Engine, dag_id: str, run_id: str, task_id: str) -> dict[str, dict[str, int]]:
+    """What a sync task returned (its XCom): the counts of the summary table its log ends with.
+
+    The demo prints these rather than counting again, so its figures are the task log's, with the
+    same meaning of "records" (source rows plus erasure requests of people not among them) and
+    "unchanged" (records that needed nothing in this run).
+    """
+    stmt = sa.text("SELECT value FROM xcom WHERE dag_id = :dag AND run_id = :run AND task_id = :task "
+                   "AND key = 'return_value'")
+    with metadata_db.connect() as conn:
+        raw = conn.execute(stmt, {"dag": dag_id, "run": run_id, "task": task_id}).scalar()
+    if raw is None:
+        raise SystemExit(f"task {task_id} of {dag_id} run {run_id} returned no summary (see .demo/airflow.log)")
+    value = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def print_outcomes(report: dict[str, dict[str, int]]) -> None:
     """``{outcome: {reason: count}}`` as an indented table."""
     for outcome in ("ok", "skipped", "failed", "planned", "unchanged"):
@@ -31,6 +50,25 @@ def print_outcomes(report: dict[str, dict[str, int]]) -> None:
         print(f"  {outcome:<9} {sum(reasons.values()):>6}")
         for reason, count in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])):
             print(f"      {count:>6}  {reason}")
+
+
+ENGAGEMENT_COLUMNS = (
+    ("campaign", "campaign_id"), ("title", "title"), ("sent", "emails_sent"), ("opens", "opens"),
+    ("unique", "unique_opens"), ("clicks", "clicks"), ("bounces", "bounces"), ("unsubs", "unsubscribes"),
+)
+
+
+def engagement_table(rows: list[dict[str, Any]]) -> str:
+    """The engagement report as a table; every column as wide as its longest value (titles whole)."""
+    cells = [[h for h, _ in ENGAGEMENT_COLUMNS]] + [
+        ["" if row.get(key) is None else str(row.get(key)) for _, key in ENGAGEMENT_COLUMNS] for row in rows
+    ]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(ENGAGEMENT_COLUMNS))]
+    text_columns = {0, 1}  # campaign id and title left-aligned, numbers right-aligned
+    return "\n".join(
+        "  " + "  ".join(v.ljust(widths[i]) if i in text_columns else v.rjust(widths[i]) for i, v in enumerate(line))
+        for line in cells
+    )
 
 
 def send_demo_campaign(base_url: str, root_url: str, list_id: str) -> str:
@@ -78,12 +116,14 @@ def run_demo(
     os.environ.update({k: v for k, v in env.items() if k.startswith("AIRFLOW_CONN_")})
     from mailchimp_provider.demo.data import seed_demo_warehouse
     from mailchimp_provider.reverse.report import engagement_report, engagement_report_sql
-    from mailchimp_provider.sync.audience import sync_report
+    from mailchimp_provider.sync.ecommerce_config import ENTITIES
     from mailchimp_provider.sync.ecommerce_report import format_run_counts, run_counts
+    from mailchimp_provider.operators.ecommerce import PLURAL
     from mailchimp_provider.warehouse.tables import WarehouseTables
 
     warehouse = demo_dir / "warehouse.db"
     engine = sa.create_engine(f"sqlite:///{warehouse}")
+    metadata_db = sa.create_engine(f"sqlite:///{Path(env['AIRFLOW_HOME']) / 'airflow.db'}")
     base_url = f"http://127.0.0.1:{port}/3.0"
     root_url = f"http://127.0.0.1:{port}"
 
@@ -97,12 +137,15 @@ def run_demo(
 
     banner("airflow dags test mailchimp_audience_sync")
     run_id = dags_test(airflow, env, "mailchimp_audience_sync")
-    print(f"  run {run_id}: audience members per outcome and reason")
-    print_outcomes(sync_report(run_id))
+    print(f"  run {run_id}: audience members per outcome and reason (as in the sync_members task log)")
+    print_outcomes(task_summary(metadata_db, "mailchimp_audience_sync", run_id, "sync_members"))
 
     banner("airflow dags test mailchimp_ecommerce_sync")
     run_id = dags_test(airflow, env, "mailchimp_ecommerce_sync")
     print(format_run_counts(run_counts(run_id), title=f"  run {run_id}: records per entity"))
+    for entity in ENTITIES:
+        print(f"  {PLURAL[entity]}: per outcome and reason (as in the sync_{PLURAL[entity]} task log)")
+        print_outcomes(task_summary(metadata_db, "mailchimp_ecommerce_sync", run_id, f"sync_{PLURAL[entity]}"))
 
     banner("Sending a campaign in the emulator")
     lists = requests.get(f"{base_url}/lists", auth=("demo", API_KEY), timeout=30).json()["lists"]
@@ -114,23 +157,10 @@ def run_demo(
     print("  Engagement per campaign, from the warehouse tables:")
     print("  " + engagement_report_sql(tables).strip().replace("\n", "\n  "))
     rows = engagement_report(engine, tables)
-    header = ("campaign", "title", "sent", "opens", "unique", "clicks", "bounces", "unsubs")
-    print("  " + "  ".join(f"{h:>10}" for h in header))
-    for row in rows:
-        values = (
-            row["campaign_id"],
-            (row.get("title") or "")[:10],
-            row.get("emails_sent"),
-            row.get("opens"),
-            row.get("unique_opens"),
-            row.get("clicks"),
-            row.get("bounces"),
-            row.get("unsubscribes"),
-        )
-        print("  " + "  ".join(f"{v!s:>10}" for v in values))
+    print(engagement_table(rows))
 
     banner("airflow dags test mailchimp_audience_sync (again: only what changed)")
     run_id = dags_test(airflow, env, "mailchimp_audience_sync")
     print(f"  run {run_id}: only changed records are sent (unsubscribes and bounces from the campaign stay as they are)")
-    print_outcomes(sync_report(run_id))
+    print_outcomes(task_summary(metadata_db, "mailchimp_audience_sync", run_id, "sync_members"))
     print(f"\nEverything is in {warehouse} (query it with sqlite3) and {demo_dir / 'airflow.log'}.")

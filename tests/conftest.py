@@ -38,4 +38,4 @@ for extra in (ROOT / "plugins", ROOT / "emulator", ROOT / "tests"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-pytest_plugins = ["fixtures.emulator", "fixtures.warehouse", "fixtures.airflow"]
+pytest_plugins = ["fixtures.emulator", "fixtures.warehouse", "fixtures.airflow", "fixtures.contract_warehouse"]

@@ -1,6 +1,7 @@
-"""docker-compose.yaml cannot be run here (no Docker engine), so check everything that can be
-checked without one: it parses, every host path it mounts or builds from exists, and every command
-it names exists in the installed Airflow and in this project."""
+"""docker-compose.yaml cannot be booted here (Docker images cannot be pulled), so check everything
+that can be checked without it: it parses, every host path it mounts or builds from exists, every
+command it names exists in the installed Airflow and in this project, and it has the shape of the
+stack that is booted and tested (`make stack`, tests/stack)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ import re
 import shutil
 from pathlib import Path
 
+import sys
+
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
 SERVICES = COMPOSE["services"]
 
@@ -26,8 +31,51 @@ def test_has_the_official_airflow_3_services_plus_warehouse_and_emulator() -> No
         "airflow-init",
         "warehouse",
         "mailchimp-emulator",
+        "redis",
+        "airflow-worker-1",
+        "airflow-worker-2",
     }
     assert expected <= set(SERVICES)
+
+
+def test_it_mirrors_make_stack_celery_with_redis_two_workers_deferrable_and_one_connection_budget() -> None:
+    from scripts.stack import WORKERS, service_commands, StackConfig
+
+    env = SERVICES["airflow-scheduler"]["environment"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379/")
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://airflow:airflow@postgres/")
+    assert env["MAILCHIMP_LIMITER_REDIS_URL"].startswith("redis://redis:6379/")
+    assert env["AIRFLOW__CELERY__BROKER_URL"] != env["MAILCHIMP_LIMITER_REDIS_URL"], "leases apart from the queue"
+    assert env["AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"] == "true"
+    assert env["AIRFLOW__CORE__TEST_CONNECTION"] == "Enabled"
+    for worker in ("airflow-worker-1", "airflow-worker-2"):
+        assert SERVICES[worker]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+        assert SERVICES[worker]["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "--max-concurrent" in SERVICES["mailchimp-emulator"]["command"]
+    # The same services as the stack the tests boot, worker for worker.
+    stack_services = set(service_commands(StackConfig(), 8080, 8765))
+    assert {f"airflow-{name}" for name in WORKERS} <= set(SERVICES)
+    assert {"api-server", "scheduler", "dag-processor", "triggerer", "emulator"} <= stack_services
+
+
+def test_the_workers_run_an_installed_celery_worker_command_with_its_options() -> None:
+    from airflow.cli.cli_parser import get_parser
+
+    parser = get_parser()
+    for worker in ("airflow-worker-1", "airflow-worker-2"):
+        argv = SERVICES[worker]["command"].split()
+        args = parser.parse_args(argv)  # exits (fails the test) on an unknown command or option
+        assert args.skip_serve_logs, f"{worker}: two workers in one network namespace cannot both serve logs"
+
+
+def test_airflow_uid_is_documented_and_used() -> None:
+    text = (ROOT / "docker-compose.yaml").read_text()
+    assert "AIRFLOW_UID=$(id -u)" in text
+    assert SERVICES["airflow-scheduler"]["user"] == "${AIRFLOW_UID:-50000}:0"
+    readme = (ROOT / "README.md").read_text()
+    assert "AIRFLOW_UID" in readme
+    assert "has not been booted" in readme.lower()
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))

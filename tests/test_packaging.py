@@ -49,3 +49,31 @@ def test_emulator_console_script_is_installed() -> None:
     exe = Path(sys.executable).parent / "mailchimp-emulator"
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--api-key" in out.stdout and "--state" in out.stdout
+
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_readme_states_each_dags_schedule_as_the_dag_declares_it() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[2].strip() for line in README.splitlines()
+            if line.startswith("| `mailchimp_") and line.count("|") == 5}
+    assert set(rows) == set(bag.dag_ids)
+    for dag_id, stated in rows.items():
+        schedule = bag.dags[dag_id].schedule
+        if schedule is None:
+            assert stated.startswith("none"), (dag_id, stated)
+        else:
+            assert stated.startswith(f"`{schedule}`"), (dag_id, stated, schedule)
+
+
+def test_readme_documents_every_include_override_and_the_test_button() -> None:
+    from mailchimp_provider import include_paths
+
+    for env in (include_paths.AUDIENCE_CONFIG_ENV, include_paths.ECOMMERCE_CONFIG_ENV,
+                include_paths.ENGAGEMENT_CONFIG_ENV, include_paths.SQL_DIR_ENV):
+        assert f"`{env}`" in README
+    assert "test_connection = Enabled" in README and "`[core]`" in README

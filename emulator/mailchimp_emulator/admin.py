@@ -19,7 +19,7 @@ from starlette.routing import Route
 from .batches import results_archive
 from .campaigns import inject_activity
 from .errors import ApiError
-from .faults import validate_injection
+from .faults import validate_injection, validate_storm
 from .routing import router
 from .state import EmulatorState, Faults
 
@@ -60,6 +60,10 @@ def update_faults(faults: Faults, changes: dict[str, Any]) -> None:
         if name == "inject":
             entries = value if isinstance(value, list) else [value]
             faults.inject.extend(validate_injection(e) for e in entries)
+        elif name == "storm":
+            faults.storm = [validate_storm(e) for e in (value if isinstance(value, list) else [value])]
+        elif name == "storm_seed":
+            faults.storm_seed = int(value)
         elif name == "stuck_finalizing":
             faults.stuck_finalizing = bool(value)
         elif name == "max_concurrent":
@@ -88,6 +92,7 @@ def stats(emulator: "Emulator") -> dict[str, Any]:
         "in_flight": sum(emulator.in_flight.by_key.values()),
         "throttled": traffic.get("throttled", 0),
         "injected": traffic.get("injected", 0),
+        "injected_after_processing": traffic.get("injected_after_processing", 0),
         "pending_limit_rejections": traffic.get("pending_limit", 0),
         "routes": routes,
         "batches": {"by_status": by_status, "total": len(state.batches)},
@@ -121,6 +126,8 @@ def admin_routes(emulator: "Emulator") -> list[Route]:
                 if not isinstance(changes, dict):
                     raise ApiError(400, "Invalid Resource", "Send a JSON object of fault settings.")
                 update_faults(emulator.state.faults, changes)
+                if {"storm", "storm_seed"} & set(changes):
+                    emulator.storm_rng.seed(emulator.state.faults.storm_seed)
             except (ApiError, TypeError, ValueError) as err:
                 return error(err if isinstance(err, ApiError) else ApiError(400, "Invalid Resource", str(err)))
             emulator.mark_dirty()

@@ -1,7 +1,8 @@
 """The ASGI application: authentication, limits and faults, error rendering, dispatch, lifespan.
 
 Every /3.0 request goes: authenticate (401) -> per-key concurrency limit (429) -> one-shot injected
-fault -> latency -> route table. The lifespan starts the batch processor and, with a state file,
+fault or storm fault (served at once, or after the request was handled for real when the fault is
+``after_processing``) -> latency -> route table. The lifespan starts the batch processor and, with a state file,
 the periodic saver (and saves once more on shutdown).
 """
 
@@ -14,6 +15,7 @@ import contextlib
 import copy
 import json
 import logging
+import random
 import time
 import uuid
 from pathlib import Path
@@ -29,7 +31,7 @@ from . import DEMO_API_KEY, batches, campaigns, ecommerce, lists, members, repor
 from .admin import admin_routes
 from .batches import BatchProcessor, requeue_interrupted
 from .errors import ApiError, api_key_invalid, api_key_missing, json_parse_error, too_many_requests
-from .faults import InFlight, serve_injection, take_injection
+from .faults import InFlight, processed_first, serve_injection, storm_fault, take_injection
 from .routing import Call, router
 from .state import EmulatorState, Faults, write_json_atomically
 
@@ -65,6 +67,7 @@ class Emulator:
         if faults is not None:
             self.state.faults = copy.deepcopy(faults)
         self.in_flight = InFlight()
+        self.storm_rng = random.Random(self.state.faults.storm_seed)
         self.processor = BatchProcessor(lambda: self.state)
         self._dirty = True
         self._saved_fingerprint: Any = None
@@ -96,6 +99,7 @@ class Emulator:
     def reset(self) -> None:
         """A fresh, empty account with the faults the emulator was started with."""
         self.state = EmulatorState(faults=copy.deepcopy(self.default_faults))
+        self.storm_rng.seed(self.state.faults.storm_seed)
         self.mark_dirty()
 
     def mark_dirty(self) -> None:
@@ -170,10 +174,15 @@ class Emulator:
             if in_flight > faults.max_concurrent:
                 traffic["throttled"] = traffic.get("throttled", 0) + 1
                 return problem_response(too_many_requests(), request_id)
-            path = "/" + request.path_params.get("path", "")
+            path = api_path_of(request)
             injected = take_injection(faults, request.method, path)
+            if injected is None and faults.storm:
+                injected = storm_fault(faults, self.storm_rng, request.method, path)
             if injected is not None:
                 traffic["injected"] = traffic.get("injected", 0) + 1
+                if processed_first(injected):
+                    traffic["injected_after_processing"] = traffic.get("injected_after_processing", 0) + 1
+                    await self._dispatch(request, path, request_id)  # the work is done; its answer is lost
                 return await serve_injection(injected, request_id)
             if faults.latency_ms > 0:
                 await asyncio.sleep(faults.latency_ms / 1000)
@@ -215,6 +224,18 @@ class Emulator:
             ],
             lifespan=self.lifespan,
         )
+
+
+def api_path_of(request: Request) -> str:
+    """The request path below /3.0 as sent, still percent-encoded: the router splits it into
+    segments first and decodes each one after (``routing._segments``), as Mailchimp does, so an
+    id holding ``%2F`` stays one segment. Starlette's ``path`` is decoded already: ``/`` inside
+    an id would have become a path separator there."""
+    raw = request.scope.get("raw_path")
+    if not raw:
+        return "/" + request.path_params.get("path", "")
+    text = raw.decode("latin-1").split("?", 1)[0]
+    return text[4:] if text.startswith("/3.0/") else "/" + request.path_params.get("path", "")
 
 
 def problem_response(err: ApiError, request_id: str) -> Response:

@@ -8,7 +8,11 @@ The rules follow Mailchimp's documented behaviour (facts sheet §7):
 * PUT is an add-or-update for customers, variants and (newer spec) products only.
 * A customer feeds the store's audience: a new email becomes a ``subscribed`` member when
   ``opt_in_status`` is true and a ``transactional`` one when false. A pre-existing contact is never
-  downgraded or touched, except that ``transactional`` is upgraded to ``subscribed`` on opt-in.
+  downgraded or touched, except that ``transactional`` is upgraded to ``subscribed`` on opt-in, and
+  an ``archived`` contact is brought back as ``subscribed`` by a customer with opt-in ("a contact
+  can also unarchive themselves if they [...] interact with your connected online store":
+  Mailchimp's archive help page; mc-magento2 #1381). Archived contacts lost their old status, so
+  the opt-in decides it, as ``status_if_new`` does for a member PUT.
 * Revenue (customer ``orders_count``/``total_spent`` and campaign report e-commerce totals) counts an
   order when it is not cancelled (``cancelled_at_foreign`` unset) and its ``financial_status`` is
   unset, ``paid`` or ``partially_refunded``. ``pending``, ``refunded``, ``cancelled`` and any other
@@ -464,6 +468,8 @@ def feed_audience(state: EmulatorState, list_id: str, email: str, opt_in: bool) 
         upsert_member(state, list_id, email, status_if_new=status, source="E-Commerce")
     elif opt_in and member.get("status") == "transactional":
         set_member_status(state, list_id, subscriber_hash(email), "subscribed")
+    elif opt_in and member.get("status") == "archived":
+        upsert_member(state, list_id, email, status_if_new="subscribed", source="E-Commerce")
 
 
 def _same_email(a: str, b: str) -> bool:

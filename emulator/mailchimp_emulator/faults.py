@@ -9,12 +9,21 @@
   (a problem document), ``"html"`` or ``"empty"`` and an optional ``retry_after`` (seconds, sent as
   ``Retry-After``), or ``timeout_seconds``: the request is held that long and then answered
   ``504 Gateway Time-out`` with an HTML body, as a gateway in front of a slow server would.
+* ``after_processing: true`` on an injected fault (not 429, which Mailchimp answers before doing
+  anything): the request is first handled for real (a ``POST /batches`` creates its batch, a PUT
+  writes), then its answer is replaced by the fault. This is the case a client must never replay
+  blindly: the write happened, but the client saw a 5xx or no answer within its timeout.
+* Storms (``Faults.storm``): each entry fails a matching request with probability ``rate``, picking
+  uniformly among its ``statuses`` and, with ``timeout_seconds``, a held 504. Same matching and
+  ``after_processing`` as one-shot faults; the choices come from a generator seeded by
+  ``Faults.storm_seed`` so that a storm can be replayed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 from typing import Any
 
 from starlette.responses import Response
@@ -73,15 +82,68 @@ def validate_injection(raw: Any) -> dict[str, Any]:
             raise ApiError(400, "Invalid Resource", f"inject.body must be one of {BODY_KINDS}.")
     if entry.get("method"):
         entry["method"] = str(entry["method"]).upper()
+    entry["after_processing"] = bool(entry.get("after_processing", False))
     return entry
+
+
+def validate_storm(raw: Any) -> dict[str, Any]:
+    """A normalised ``storm`` entry, or 400 naming the bad field."""
+    if not isinstance(raw, dict):
+        raise ApiError(400, "Invalid Resource", "Each storm entry must be an object.")
+    entry = dict(raw)
+    rate = float(entry.get("rate", 0))
+    if not 0 < rate <= 1:
+        raise ApiError(400, "Invalid Resource", f"storm.rate must be within (0, 1], got {entry.get('rate')!r}.")
+    statuses = [int(s) for s in entry.get("statuses", [])]
+    unknown = sorted(set(statuses) - set(FAULT_STATUSES))
+    if unknown:
+        raise ApiError(400, "Invalid Resource", f"storm.statuses {unknown} not among {sorted(FAULT_STATUSES)}.")
+    timeout = entry.get("timeout_seconds")
+    if not statuses and timeout is None:
+        raise ApiError(400, "Invalid Resource", "A storm entry needs statuses, timeout_seconds or both.")
+    if entry.get("body", "json") not in BODY_KINDS:
+        raise ApiError(400, "Invalid Resource", f"storm.body must be one of {BODY_KINDS}.")
+    entry.update(rate=rate, statuses=statuses, after_processing=bool(entry.get("after_processing", False)))
+    if timeout is not None:
+        entry["timeout_seconds"] = float(timeout)
+    if entry.get("method"):
+        entry["method"] = str(entry["method"]).upper()
+    return entry
+
+
+def _matches(entry: dict[str, Any], method: str, path: str) -> bool:
+    if entry.get("method") and entry["method"] != method.upper():
+        return False
+    return not entry.get("path_prefix") or path.startswith(entry["path_prefix"])
+
+
+def storm_fault(faults: Faults, rng: random.Random, method: str, path: str) -> dict[str, Any] | None:
+    """The fault a storm throws at this request (shaped like an injected entry), or None."""
+    for entry in faults.storm:
+        if not _matches(entry, method, path) or rng.random() >= entry["rate"]:
+            continue
+        kinds: list[Any] = [*entry["statuses"], *(["timeout"] if "timeout_seconds" in entry else [])]
+        kind = rng.choice(kinds)
+        fault: dict[str, Any] = {"after_processing": entry["after_processing"]}
+        if kind == "timeout":
+            fault["timeout_seconds"] = entry["timeout_seconds"]
+        else:
+            fault.update(status=kind, body="json" if kind == 429 else entry.get("body", "html"))
+            if entry.get("retry_after") is not None:
+                fault["retry_after"] = entry["retry_after"]
+        return fault
+    return None
+
+
+def processed_first(fault: dict[str, Any]) -> bool:
+    """Whether the request is handled for real before the fault replaces its answer."""
+    return bool(fault.get("after_processing")) and fault.get("status") != 429
 
 
 def take_injection(faults: Faults, method: str, path: str) -> dict[str, Any] | None:
     """Consume one use of the first injected fault matching ``method`` and ``path``."""
     for entry in faults.inject:
-        if entry.get("method") and entry["method"] != method.upper():
-            continue
-        if entry.get("path_prefix") and not path.startswith(entry["path_prefix"]):
+        if not _matches(entry, method, path):
             continue
         entry["count"] -= 1
         if entry["count"] <= 0:

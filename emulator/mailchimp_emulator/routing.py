@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import unquote
 
 from .errors import ApiError, method_not_allowed, not_found
 
@@ -224,8 +225,14 @@ _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
 def _segments(path: str) -> list[str]:
-    """``"/lists/abc/members"`` -> ``["lists", "abc", "members"]``; ``"/"`` -> ``[]``."""
-    return path[1:].split("/") if path != "/" else []
+    """``"/lists/abc/members"`` -> ``["lists", "abc", "members"]``; ``"/"`` -> ``[]``.
+
+    Split first, then each segment percent-decoded: ``%2F`` inside an id is part of the id, never a
+    separator. Direct calls (``app.api_path_of``) and batch operations both pass encoded paths."""
+    if path == "/":
+        return []
+    parts = path[1:].split("/")
+    return [unquote(p) if "%" in p else p for p in parts]
 
 
 router = Router()

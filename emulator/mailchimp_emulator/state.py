@@ -37,6 +37,11 @@ class Faults:
     inject: list[dict[str, Any]] = field(default_factory=list)
     """One-shot faults: ``{"status": 429|500|503, "count": N, "method": "GET", "path_prefix": "/lists",
     "retry_after": 1}`` or ``{"timeout_seconds": 5, "count": N, ...}``; each matching request consumes one."""
+    storm: list[dict[str, Any]] = field(default_factory=list)
+    """Random faults: ``{"rate": 0.3, "statuses": [429, 500, 503], "timeout_seconds": 0.2, "method": M,
+    "path_prefix": P, "after_processing": true}``; each matching request fails with probability ``rate``."""
+    storm_seed: int = 0
+    """Seed of the storm's random choices (set again whenever ``storm`` or ``storm_seed`` is posted)."""
 
 
 _NOT_SAVED = frozenset({"derived"})

@@ -15,11 +15,12 @@ SELECT
     processed_at,
     cancelled_at,
     updated_at,
-    -- optional: the buyer as the order records them. An order whose customer_id is not in
-    -- customers (a guest checkout) creates its e-commerce customer from these; select NULL
-    -- AS customer_email (etc.) if the warehouse has no such columns.
-    customer_email,
-    customer_first_name,
-    customer_last_name
+    -- optional, beyond the contract: the buyer as the order records them. An order whose
+    -- customer_id is not in customers (a guest checkout) creates its e-commerce customer from
+    -- these. Written as orders.<column>, each reads as NULL when orders has no such column (the
+    -- task log says so once per run); write any other expression to take control of it.
+    orders.customer_email AS customer_email,
+    orders.customer_first_name AS customer_first_name,
+    orders.customer_last_name AS customer_last_name
 FROM orders
 ORDER BY order_id

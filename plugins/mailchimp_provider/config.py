@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import re
 import types
 import typing
@@ -27,19 +26,15 @@ from typing import Any, Literal, Mapping, TypeVar
 import yaml
 
 from mailchimp_provider.errors import MailchimpConfigError
+from mailchimp_provider.include_paths import AUDIENCE_CONFIG_ENV, include_file
 
 T = TypeVar("T")
 
-INCLUDE_DIR = Path(__file__).resolve().parents[2] / "include"
-DEFAULT_AUDIENCE_CONFIG = INCLUDE_DIR / "audience_sync.yaml"
-AUDIENCE_CONFIG_ENV = "MAILCHIMP_AUDIENCE_SYNC_CONFIG"
-"""Environment variable naming another audience config file (tests, several deployments)."""
-
 
 def audience_config_path() -> Path:
-    """``$MAILCHIMP_AUDIENCE_SYNC_CONFIG`` when set, else ``include/audience_sync.yaml``."""
-    override = os.environ.get(AUDIENCE_CONFIG_ENV)
-    return Path(override).expanduser() if override else DEFAULT_AUDIENCE_CONFIG
+    """``$MAILCHIMP_AUDIENCE_SYNC_CONFIG`` when set, else ``include/audience_sync.yaml`` found by
+    the rule of :mod:`mailchimp_provider.include_paths` (raises naming the paths searched)."""
+    return include_file("audience_sync.yaml", AUDIENCE_CONFIG_ENV)
 
 
 class ConfigError(MailchimpConfigError):

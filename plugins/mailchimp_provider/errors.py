@@ -18,6 +18,13 @@ class MailchimpConfigError(MailchimpError):
     """Bad connection or sync configuration, found before any request was made."""
 
 
+class MailchimpSafetyInputError(MailchimpConfigError):
+    """A safety input (erasure requests, consent flags, pulled-back member statuses) could not be
+    read; raised before any write. Fatal: the sync operators fail the task without retry (a missing
+    column or permission does not fix itself), and syncing without the input could contact someone
+    who asked not to be. Lost connections are not this error: they stay retriable."""
+
+
 class MailchimpRetriableError(MailchimpError):
     """A transient failure (429, 5xx, timeout, connection error) that outlived the retry budget."""
 
@@ -25,6 +32,19 @@ class MailchimpRetriableError(MailchimpError):
         super().__init__(message)
         self.status = status
         self.attempts = attempts
+
+
+class MailchimpUnconfirmedWriteError(MailchimpRetriableError):
+    """A write whose answer was lost (5xx or no answer in time): Mailchimp may or may not have done it.
+
+    Raised instead of a blind retry by calls that must not be replayed (``POST /batches``), so the
+    caller can look for the effect first. ``answered`` tells a 5xx answer (the server was done with
+    the request) from a timeout or dropped connection (it may still be working on it).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, answered: bool = False) -> None:
+        super().__init__(message, status=status, attempts=1)
+        self.answered = answered
 
 
 class MailchimpApiError(MailchimpError):

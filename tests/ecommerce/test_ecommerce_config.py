@@ -65,7 +65,7 @@ def test_the_shipped_dag_follows_the_audience_dag_conventions():
     spec.loader.exec_module(module)
     dag = next(v for v in vars(module).values() if getattr(v, "dag_id", None) == "mailchimp_ecommerce_sync")
 
-    assert set(dag.params) == {"full_refresh", "dry_run", "entities"}
+    assert set(dag.params) == {"full_refresh", "dry_run", "retry_archived", "entities"}
     assert [t.task_id for t in dag.topological_sort()] == [
         "prepare_store", "sync_customers", "sync_products", "sync_promo_rules", "sync_promo_codes", "sync_orders",
         "release_store"]

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILE = ROOT / "dags" / "mailchimp_engagement_pull.py"
 DAG_ID = "mailchimp_engagement_pull"
-TASKS = ("pull_campaigns", "pull_audiences", "pull_email_activity")
+TASKS = ("pull_campaigns", "pull_audiences", "pull_email_activity", "pull_campaign_recipients")
 
 
 def subscriber_hash(email: str) -> str:
@@ -127,6 +127,11 @@ class EngagementHarness:
         return replace(self.config, activity=replace(self.config.activity, **changes))
 
     # -- the warehouse -----------------------------------------------------------------------------
+    def batches_sent(self, entity: str = "email_activity") -> int:
+        """Batches submitted for ``entity`` (the ledger has one row per POST /batches Mailchimp
+        accepted): the DAG's other batch task (sent-to) does not count."""
+        return sum(1 for row in self.rows("batch") if row["entity"] == entity)
+
     def rows(self, kind: str, *order_by: str) -> list[dict[str, Any]]:
         table = self.tables.table(kind)
         key = order_by or tuple(self.tables.key(kind))

@@ -41,7 +41,7 @@ def test_retry_after_the_task_was_killed_mid_batch_reattaches_instead_of_resendi
 
     h.run(run_after=run_after)
 
-    assert h.route_count(POST_BATCHES) == 1  # re-attached to the first try's batch, sent nothing new
+    assert h.batches_sent() == 1  # re-attached to the first try's batch, sent nothing new
     assert len(h.rows("activity")) == 6
     [entry] = [e for e in BatchLedger(h.db, h.tables).entries(scope)]
     assert entry.batch_id == killed_batch
@@ -57,7 +57,7 @@ def test_a_stalled_batch_fails_the_task_with_the_bookmark_kept_and_the_next_run_
     h.faults(stuck_finalizing=True)
     states = h.run(expect="failed")
     assert states["pull_email_activity"] == "failed"
-    assert h.route_count(POST_BATCHES) == 1 + h.config.activity.max_abandoned_batches  # abandoned, re-sent once
+    assert h.batches_sent() == 1 + h.config.activity.max_abandoned_batches  # abandoned, re-sent once
     assert h.watermark("email_activity", campaign_id) == bookmark
     assert (subscriber_hash(READERS[6]), "open") not in {(r["member_id"], r["action"]) for r in h.rows("activity")}
 
@@ -106,7 +106,7 @@ def test_many_campaigns_are_chunked_into_batches_each_with_its_own_since(harness
             {"email_address": READERS[n], "action": "open", "timestamp": at(2 + n), "ip": "192.0.2.9"}])
         others.append(campaign_id)
     h.run()  # 4 campaigns, batch_chunk_size 2
-    assert h.route_count(POST_BATCHES) == 2
+    assert h.batches_sent() == 2
     assert len(h.rows("activity")) == 6 + 3
     for n, campaign_id in enumerate(others):
         assert h.watermark("email_activity", campaign_id) == (SENT + timedelta(hours=2 + n)).isoformat()

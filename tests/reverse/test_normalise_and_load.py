@@ -42,7 +42,7 @@ def test_member_dates_blank_become_null_and_timestamps_utc() -> None:
     assert row["last_changed"].tzinfo == UTC
     assert row["member_rating"] == 3
     assert row["tags"] == ["Autumn", "Wholesale"] and row["tag_count"] == 2
-    assert (row["list_id"], row["member_id"]) == ("list1", subscriber_hash("ann@shop.com"))
+    assert (row["list_id"], row["member_id"], row["id"]) == ("list1", *[subscriber_hash("ann@shop.com")] * 2)
 
 
 def test_fields_without_a_column_are_kept_in_extra_not_dropped() -> None:
@@ -66,12 +66,12 @@ def test_email_records_without_activity_yield_no_rows() -> None:
     [bounce] = activity_rows(
         {"email_id": "h", "email_address": "a@shop.com", "list_id": "l",
          "activity": [{"action": "bounce", "type": "soft", "timestamp": "2024-05-01T10:00:00+00:00"}]}, "c1")
-    assert (bounce["url"], bounce["bounce_type"], bounce["ip"]) == ("", "soft", None)
+    assert (bounce["url_key"], bounce["url"], bounce["bounce_type"], bounce["ip"]) == ("", None, "soft", None)
 
 
 def activity(member: str, ip: str) -> dict:
     return {"campaign_id": "c1", "member_id": member, "action": "open",
-            "timestamp": datetime(2024, 5, 1, 10, tzinfo=UTC), "url": "", "list_id": "l1",
+            "timestamp": datetime(2024, 5, 1, 10, tzinfo=UTC), "url_key": "", "url": None, "list_id": "l1",
             "email_address": f"{member}@shop.com", "ip": ip, "bounce_type": None, "combination_id": None}
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from airflow.sdk.exceptions import AirflowException
 
 from mailchimp_provider.errors import MailchimpConfigError
 from mailchimp_provider.operators.engagement import MailchimpAudiencePullOperator
-from mailchimp_provider.reverse.config import DEFAULT_CONFIG_PATH, EngagementConfig, config_from_dict, load_config
+from mailchimp_provider.reverse.config import EngagementConfig, config_from_dict, load_config
 from mailchimp_provider.reverse.loading import LoadCounts, LoadStats
 
 
@@ -41,4 +43,4 @@ def test_the_allowed_share_is_a_fraction() -> None:
 
 def test_the_shipped_config_file_states_the_defaults() -> None:
     """include/engagement_pull.yaml documents every key with its default value."""
-    assert load_config(DEFAULT_CONFIG_PATH) == EngagementConfig()
+    assert load_config(Path(__file__).resolve().parents[2] / "include" / "engagement_pull.yaml") == EngagementConfig()

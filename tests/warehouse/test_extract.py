@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from mailchimp_provider.demo.data import seed_demo_warehouse
 from mailchimp_provider.errors import MailchimpConfigError
-from mailchimp_provider.warehouse.extract import SQL_DIR_ENV, load_sql, sql_dir, stream_sql
+from mailchimp_provider.warehouse.extract import REJECTED, SQL_DIR_ENV, load_sql, sql_dir, stream_sql
 from mailchimp_provider.warehouse.source_tables import SOURCE_COLUMNS, create_source_tables, source_metadata
 from mailchimp_provider.warehouse.upsert import upsert
 
@@ -69,11 +69,21 @@ def test_sqlite_zero_one_and_timestamp_strings_are_normalised(sqlite_warehouse, 
                    "created_at": utc10, "price": Decimal("19.99"), "quantity": 3}
 
 
-def test_unreadable_values_name_the_query_record_and_column(sqlite_warehouse, tmp_path) -> None:
+def test_an_unreadable_value_marks_its_row_and_the_stream_goes_on(sqlite_warehouse, tmp_path) -> None:
+    query = tmp_path / "bad.sql"
+    query.write_text("SELECT 'C9' AS customer_id, 'maybe' AS marketing_opt_in UNION ALL "
+                     "SELECT 'C8', 1 ORDER BY 1")
+    (good, bad) = next(stream_sql(sqlite_warehouse.engine, query))
+    assert good == {"customer_id": "C8", "marketing_opt_in": True}
+    assert bad["customer_id"] == "C9" and bad["marketing_opt_in"] == "maybe"
+    assert bad[REJECTED].detail == "column marketing_opt_in: 'maybe' is not a boolean (true/false, 1/0)"
+
+
+def test_a_safety_input_read_strictly_names_the_query_record_and_column(sqlite_warehouse, tmp_path) -> None:
     query = tmp_path / "bad.sql"
     query.write_text("SELECT 'C9' AS customer_id, 'maybe' AS marketing_opt_in")
-    with pytest.raises(ValueError, match=r"bad.sql', record customer_id='C9': column 'marketing_opt_in'"):
-        next(stream_sql(sqlite_warehouse.engine, query))
+    with pytest.raises(ValueError, match=r"bad.sql' \(.*bad.sql\), record customer_id='C9': column marketing_opt_in"):
+        next(stream_sql(sqlite_warehouse.engine, query, strict=True))
 
 
 def test_params_bind_and_column_types_extend_the_contract(warehouse, tmp_path) -> None:

@@ -15,9 +15,11 @@ from mailchimp_provider.warehouse.tables import KINDS, WarehouseTables
 CONTRACT_KEYS = {
     "list": ["list_id"],
     "member": ["list_id", "member_id"],
-    "unsubscribe": ["list_id", "member_id", "campaign_id", "timestamp"],
+    # The contract's '' -in-the-key parts of campaign_id and url are kept as campaign_key / url_key;
+    # campaign_id and url are NULL there, as fivetran/dbt_mailchimp expects (README, "Tables").
+    "unsubscribe": ["list_id", "member_id", "campaign_key", "timestamp"],
     "campaign": ["campaign_id"],
-    "activity": ["campaign_id", "member_id", "action", "timestamp", "url"],
+    "activity": ["campaign_id", "member_id", "action", "timestamp", "url_key"],
     "sync_state": ["entity", "record_id"],
     "sync_result": ["run_id", "entity", "record_id", "operation"],
     "batch": ["batch_id"],
@@ -44,7 +46,8 @@ def test_names_carry_the_prefix_and_the_contract_table_names() -> None:
     assert {t.table(k).name for k in KINDS} == {
         "mailchimp_sync_state", "mailchimp_sync_result", "mailchimp_batch", "mailchimp_list",
         "mailchimp_member", "mailchimp_unsubscribe", "mailchimp_campaign",
-        "mailchimp_campaign_recipient_activity", "mailchimp_watermark", "mailchimp_rejected_record",
+        "mailchimp_campaign_recipient_activity", "mailchimp_campaign_recipient", "mailchimp_watermark",
+        "mailchimp_rejected_record",
     }
     custom = WarehouseTables(prefix="mc_", schema="marketing")
     assert custom.member.name == "mc_member"
@@ -143,7 +146,7 @@ def test_json_columns_store_sorted_json_text(warehouse) -> None:
     assert row["synced_at"].tzinfo is timezone.utc
 
 
-def test_empty_url_and_campaign_id_default_to_empty_string_not_null(warehouse) -> None:
+def test_empty_url_and_campaign_keys_default_to_empty_string_not_null(warehouse) -> None:
     t = WarehouseTables()
     t.create_all(warehouse.engine)
     with warehouse.engine.begin() as conn:
@@ -151,8 +154,8 @@ def test_empty_url_and_campaign_id_default_to_empty_string_not_null(warehouse) -
         conn.execute(t.activity.insert().values(
             campaign_id="c", member_id="m", action="open", timestamp="2024-01-01T00:00:00Z"))
     with warehouse.engine.connect() as conn:
-        assert conn.execute(sa.select(t.unsubscribe.c.campaign_id)).scalar_one() == ""
-        assert conn.execute(sa.select(t.activity.c.url)).scalar_one() == ""
+        assert conn.execute(sa.select(t.unsubscribe.c.campaign_key, t.unsubscribe.c.campaign_id)).one() == ("", None)
+        assert conn.execute(sa.select(t.activity.c.url_key, t.activity.c.url)).one() == ("", None)
 
 
 @pytest.mark.postgres

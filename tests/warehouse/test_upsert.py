@@ -109,8 +109,8 @@ def test_a_key_repeated_in_the_input_is_written_once_with_its_last_row(warehouse
 
 
 def test_timestamp_keys_match_whether_given_as_string_or_datetime(warehouse, tables) -> None:
-    key = ["campaign_id", "member_id", "action", "timestamp", "url"]
-    base = {"campaign_id": "c1", "member_id": "m1", "action": "open", "url": "", "list_id": "L1"}
+    key = ["campaign_id", "member_id", "action", "timestamp", "url_key"]
+    base = {"campaign_id": "c1", "member_id": "m1", "action": "open", "url_key": "", "list_id": "L1"}
     with warehouse.engine.begin() as conn:
         upsert(conn, tables.activity, [{**base, "timestamp": "2024-03-01T09:30:00+00:00", "ip": "1.1.1.1"}], key)
         upsert(conn, tables.activity, [{**base, "timestamp": T0, "ip": "2.2.2.2"}], key)

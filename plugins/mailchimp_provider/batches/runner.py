@@ -5,7 +5,8 @@ waiting) so operators only decide *what* to send and *what to do with the outcom
 rules that make retries safe live here:
 
 1. a batch's ledger row is committed right after ``POST /batches`` answers, before the next chunk
-   is sent and before anyone waits;
+   is sent and before anyone waits; a POST whose answer was lost is not simply sent again: the hook
+   looks the batch up first (``hooks.batch_lookup``) and the ledger records the one Mailchimp has;
 2. results are always read through a fresh ``GET /batches/{id}``, because the archive URL is
    presigned and expires within minutes;
 3. a batch is marked applied only by the caller, after its own bookkeeping is committed.

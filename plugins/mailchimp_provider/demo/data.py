@@ -897,7 +897,10 @@ class _Generator:
                 **buyer,
             }
         if self.bad_rows:
-            yield from self._bad_orders(rng, lines, promos, ids, sellable)
+            # the bad orders' customers must be sendable, so that each order shows its own defect
+            # (a customer with an erasure request is never sent by the e-commerce sync either)
+            erased = {cid for cid, _ in self.erasure_targets}
+            yield from self._bad_orders(rng, lines, promos, [c for c in ids if c not in erased], sellable)
 
     def _guests(self) -> Iterator[dict[str, Any]]:
         """Guest-checkout buyers: people absent from ``customers`` (ids ``G500000``...), with real-looking

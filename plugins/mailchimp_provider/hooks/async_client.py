@@ -2,7 +2,7 @@
 
 Same credentials (``hooks.credentials``), same ``RetryPolicy``, same typed errors as the sync hook;
 only the waiting differs (``asyncio.sleep``, an ``asyncio.Semaphore`` per client for the in-flight
-cap). Nothing here blocks the event loop: the connection is read with ``BaseHook.aget_connection``
+cap, then a lease of the account's shared Redis budget when one is configured, as in the hook). Nothing here blocks the event loop: the connection is read with ``BaseHook.aget_connection``
 and secrets are masked with ``amask_secret``.
 """
 
@@ -25,6 +25,7 @@ from mailchimp_provider.hooks.credentials import (
     secrets_of,
 )
 from mailchimp_provider.hooks.limiter import DEFAULT_MAX_IN_FLIGHT, validate_max_in_flight
+from mailchimp_provider.hooks.shared_limiter import SharedBudget, alease, shared_budget_from_connection
 from mailchimp_provider.hooks.mailchimp import (
     DEFAULT_TIMEOUT,
     USER_AGENT,
@@ -56,8 +57,10 @@ class MailchimpAsyncClient:
         retry: RetryPolicy | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        shared_budget: SharedBudget | None = None,
     ) -> None:
         self.credentials = credentials
+        self.shared_budget = shared_budget
         self.retry_policy = retry or RetryPolicy()
         self.timeout = float(timeout)
         self.max_in_flight = validate_max_in_flight(max_in_flight)
@@ -89,7 +92,8 @@ class MailchimpAsyncClient:
             await amask_secret(secret)
         credentials = credentials_from_connection(conn, mask=False)
         limit = max_in_flight or max_in_flight_from_connection(conn) or DEFAULT_MAX_IN_FLIGHT
-        return cls(credentials, retry=retry, timeout=timeout, max_in_flight=limit)
+        return cls(credentials, retry=retry, timeout=timeout, max_in_flight=limit,
+                   shared_budget=shared_budget_from_connection(conn))
 
     async def __aenter__(self) -> MailchimpAsyncClient:
         return self
@@ -133,7 +137,7 @@ class MailchimpAsyncClient:
             failure: BaseException | None = None
             status: int | None = None
             body = b""
-            async with semaphore:
+            async with semaphore, alease(self.shared_budget, self.credentials.fingerprint):
                 try:
                     async with session.request(
                         method, url, params=query, json=json, allow_redirects=False

@@ -55,12 +55,23 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     },
 }
 
+# Host, port and schema stay visible: together they are the emulator's base URL
+# (``http://<host>:<port>/<schema>``), so a URI such as
+# ``mailchimp://:<key>@127.0.0.1:8765/3.0`` shows in the form exactly as it was written, and
+# saving the form writes the same URI back. Empty host = Mailchimp itself.
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
-    "hidden-fields": ["schema", "port", "login"],
-    "relabeling": {"password": "API key", "host": "API base URL (optional, emulator only)"},
+    "hidden-fields": ["login"],
+    "relabeling": {
+        "password": "API key",
+        "host": "Emulator host (leave empty for Mailchimp)",
+        "port": "Emulator port",
+        "schema": "Emulator API path",
+    },
     "placeholders": {
         "password": "<32 hex characters>-<dc>, e.g. …-us6",
-        "host": "leave empty; http://127.0.0.1:8765/3.0 for the local emulator",
+        "host": "empty for Mailchimp; 127.0.0.1 for the local emulator",
+        "port": "8765",
+        "schema": "3.0",
         "extra": '{"oauth_token": "…", "server_prefix": "us6", "max_in_flight": 8}',
     },
 }

@@ -3,8 +3,9 @@
 Mailchimp answers 429 once an API key has more than 10 simultaneous connections, counting every
 client of the account. Within one process we can enforce the cap exactly: every hook instance and
 every thread that talks to the same account shares one gate, found in a registry keyed by a hash of
-the credential (the registry never sees the key). Across worker processes the cap is the job of an
-Airflow pool; see the ``mailchimp_provider.hooks.mailchimp`` module docstring.
+the credential (the registry never sees the key). Across processes (Celery workers, the triggerer)
+the budget is shared through leases in Redis when one is configured (``hooks.shared_limiter``);
+``AccountLimiter`` holds both: the process's gate first, then a lease.
 
 The gate is a counter under a condition variable rather than a ``BoundedSemaphore`` so callers with
 different limits can share it: each caller waits until fewer than *its own* limit are in flight,
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from mailchimp_provider.errors import MailchimpConfigError
+from mailchimp_provider.hooks.shared_limiter import SharedBudget, lease
 
 DEFAULT_MAX_IN_FLIGHT = 8
 MAILCHIMP_CONNECTION_LIMIT = 10
@@ -76,6 +78,25 @@ def gate_for(fingerprint: str) -> InFlightGate:
         if gate is None:
             gate = _registry[fingerprint] = InFlightGate()
         return gate
+
+
+class AccountLimiter:
+    """What a request of one account waits for: this process's gate, then the shared budget (if any)."""
+
+    def __init__(self, gate: InFlightGate, fingerprint: str, shared: SharedBudget | None) -> None:
+        self.gate = gate
+        self.fingerprint = fingerprint
+        self.shared = shared
+
+    @contextmanager
+    def slot(self, limit: int) -> Iterator[None]:
+        with self.gate.slot(limit), lease(self.shared, self.fingerprint):
+            yield
+
+
+def limiter_for(fingerprint: str, shared: SharedBudget | None = None) -> AccountLimiter:
+    """The limiter of the account identified by ``fingerprint``; ``shared`` = a Redis budget, or None."""
+    return AccountLimiter(gate_for(fingerprint), fingerprint, shared)
 
 
 def validate_max_in_flight(value: int) -> int:

@@ -6,11 +6,18 @@ flight of ``hooks.limiter``, a pooled ``requests.Session``, and the ``RetryPolic
 ``hooks.retry`` for 429/5xx/timeouts. Answers that retrying cannot fix become typed exceptions from
 ``mailchimp_provider.errors`` carrying Mailchimp's problem-detail fields.
 
+``POST /batches`` is the one call that is never replayed blindly: after a 5xx or a timeout the batch
+may exist, so ``submit_batch`` looks for it (``hooks.batch_lookup``) and sends again only when it is
+certainly absent.
+
 Concurrency across workers
 --------------------------
 Mailchimp allows 10 simultaneous connections per API key, counting every client of the account.
-The hook caps requests in flight per process (``max_in_flight``, default 8). Across Airflow workers,
-put every Mailchimp task in one pool so the per-process caps add up to at most 10::
+The hook caps requests in flight per process (``max_in_flight``, default 8). With a Redis URL
+(``MAILCHIMP_LIMITER_REDIS_URL`` or the extra ``limiter_redis_url``) every request of every
+process also takes a lease of one 10-connection budget per API key (``hooks.shared_limiter``),
+and the pool below only bounds worker slots. Without one, put every Mailchimp task in one pool so
+the per-process caps add up to at most 10::
 
     airflow pools set mailchimp_api 1 "Mailchimp API: <= 10 connections per API key"
 
@@ -31,6 +38,7 @@ from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests_toolbelt.adapters.socket_options import TCPKeepAliveAdapter
 
 from airflow.providers.http.hooks.http import HttpHook
@@ -42,7 +50,9 @@ from mailchimp_provider.errors import (
     MailchimpConfigError,
     MailchimpError,
     MailchimpNotFoundError,
+    MailchimpUnconfirmedWriteError,
 )
+from mailchimp_provider.hooks.batch_lookup import BatchLookup, find_submitted_batch
 from mailchimp_provider.hooks.credentials import (
     CONN_FIELDS,
     UI_FIELD_BEHAVIOUR,
@@ -51,14 +61,15 @@ from mailchimp_provider.hooks.credentials import (
     is_loopback_host,
     max_in_flight_from_connection,
 )
-from mailchimp_provider.hooks.limiter import DEFAULT_MAX_IN_FLIGHT, gate_for, validate_max_in_flight
+from mailchimp_provider.hooks.limiter import DEFAULT_MAX_IN_FLIGHT, limiter_for, validate_max_in_flight
+from mailchimp_provider.hooks.shared_limiter import SharedBudget, shared_budget_from_connection
 from mailchimp_provider.hooks.pagination import (
     OffsetPaginator,
     build_fields,
     default_sort_field,
     item_key_field,
 )
-from mailchimp_provider.hooks.retry import RetryPolicy, is_retriable_status
+from mailchimp_provider.hooks.retry import RetryPolicy, is_refusal, is_retriable_status
 
 if TYPE_CHECKING:
     from mailchimp_provider.batches.results import OperationResult
@@ -206,6 +217,16 @@ def validate_operations(operations: Iterable[Mapping[str, Any]]) -> list[dict[st
     return out
 
 
+def never_sent(failure: BaseException) -> bool:
+    """Whether a request failed before any byte of it could reach the server (no connection)."""
+    if isinstance(failure, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(failure, requests.exceptions.ConnectionError):
+        reason = failure.args[0] if failure.args else None
+        return isinstance(getattr(reason, "reason", reason), urllib3.exceptions.NewConnectionError)
+    return False
+
+
 def batch_expired(batch_id: str, err: MailchimpNotFoundError) -> MailchimpBatchExpiredError:
     """The error for a 404 on ``/batches/{id}``: Mailchimp forgot the batch (or never had it)."""
     return MailchimpBatchExpiredError(
@@ -225,6 +246,7 @@ class MailchimpHook(HttpHook):
         the connection's ``max_in_flight`` extra, else 8 (Mailchimp's limit is 10).
     :param retry: the ``RetryPolicy`` for 429/5xx/timeouts; default 6 attempts within 5 minutes.
     :param timeout: seconds to wait for an answer (Mailchimp itself gives up at 120).
+    :param batch_lookup: how ``submit_batch`` looks for a batch whose ``POST`` answer was lost.
     """
 
     conn_name_attr = "mailchimp_conn_id"
@@ -238,14 +260,19 @@ class MailchimpHook(HttpHook):
         max_in_flight: int | None = None,
         retry: RetryPolicy | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        batch_lookup: BatchLookup | None = None,
     ) -> None:
         super().__init__(method="GET", http_conn_id=mailchimp_conn_id, tcp_keep_alive=False)
         self.mailchimp_conn_id = mailchimp_conn_id
         self.retry_policy = retry or RetryPolicy()
         self.timeout = float(timeout)
+        self.batch_lookup = batch_lookup or BatchLookup()
+        self.known_batch_ids: set[str] = set()
+        """Batches this hook submitted or read: never mistaken for a lost submission of another chunk."""
         self._max_in_flight_arg = None if max_in_flight is None else validate_max_in_flight(max_in_flight)
         self._credentials: MailchimpCredentials | None = None
         self._max_in_flight: int | None = None
+        self._shared_budget: SharedBudget | None = None
         self._session: requests.Session | None = None
         self._download_session: requests.Session | None = None
         self._setup_lock = threading.Lock()
@@ -302,6 +329,7 @@ class MailchimpHook(HttpHook):
                 from_conn = max_in_flight_from_connection(conn)
                 limit = self._max_in_flight_arg or from_conn or DEFAULT_MAX_IN_FLIGHT
                 self._max_in_flight = validate_max_in_flight(limit)
+                self._shared_budget = shared_budget_from_connection(conn)
                 self._credentials = credentials
             return self._credentials
 
@@ -381,12 +409,17 @@ class MailchimpHook(HttpHook):
         data: Any = None,
         headers: Mapping[str, str] | None = None,
         policy: RetryPolicy | None = None,
+        replay: bool = True,
     ) -> requests.Response:
-        """One logical call: capped, retried, and mapped to typed errors. Returns a 2xx response."""
+        """One logical call: capped, retried, and mapped to typed errors. Returns a 2xx response.
+
+        With ``replay=False`` only refusals (429, bare 403, no connection) are retried; a 5xx or a
+        lost answer raises ``MailchimpUnconfirmedWriteError`` for the caller to look before resending.
+        """
         method = method.upper()
         session = self.get_conn()
         url = api_url(self.base_url, path)
-        gate = gate_for(self.credentials.fingerprint)
+        gate = limiter_for(self.credentials.fingerprint, self._shared_budget)
         policy = policy or self.retry_policy
         query = encode_params(params)
         started = time.monotonic()
@@ -419,11 +452,19 @@ class MailchimpHook(HttpHook):
                     raise api_error(status, response.content, method, path)
                 reason = failure_summary(status, response.content)
                 retry_after = response.headers.get("Retry-After")
+                if not replay and not is_refusal(status, has_json_body=has_json):
+                    raise MailchimpUnconfirmedWriteError(
+                        f"{method} {path}: answered {reason}; it may have been done", status=status, answered=True
+                    )
             else:
                 status = None
                 reason = f"{type(failure).__name__} (no answer within {self.timeout:g}s or connection failed)"
                 if not isinstance(failure, requests.exceptions.Timeout):
                     reason = f"{type(failure).__name__}: connection failed"
+                if not replay and not never_sent(failure):
+                    raise MailchimpUnconfirmedWriteError(
+                        f"{method} {path}: {reason}; it may have been done", answered=False
+                    ) from failure
             delay = policy.delay_or_give_up(
                 method, path, attempt=attempt, started=started, reason=reason, status=status,
                 retry_after_header=retry_after, failure=failure,
@@ -583,23 +624,64 @@ class MailchimpHook(HttpHook):
                 raise ValueError(
                     f"batch_subscribe member #{index}: field 'email_address' is missing or empty"
                 )
+        from mailchimp_provider.sync.paths import api_path
+
         params = {"skip_merge_validation": True} if skip_merge_validation else None
         for start in range(0, len(batch), BATCH_SUBSCRIBE_LIMIT):
             chunk = [dict(m) for m in batch[start : start + BATCH_SUBSCRIBE_LIMIT]]
             body = {"members": chunk, "update_existing": update_existing, "sync_tags": sync_tags}
-            yield self.post(f"/lists/{list_id}", json=body, params=params)
+            yield self.post(api_path("lists", list_id), json=body, params=params)
 
     # -- batches ------------------------------------------------------------------------------
     def submit_batch(self, operations: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-        """``POST /batches`` after checking every operation; the new batch object."""
-        return self.post("/batches", json={"operations": validate_operations(operations)})
+        """``POST /batches`` after checking every operation; the new batch object.
+
+        Never replayed blindly: after a 5xx or a lost answer the batch is looked for
+        (``find_submitted_batch``) and, if Mailchimp has it, returned as if the POST had answered;
+        the operations are sent again only when the batch is certainly absent. Refusals (429, no
+        connection) are retried in place, since nothing was done.
+        """
+        ops = validate_operations(operations)
+        policy = self.retry_policy
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            sent_at = time.time()
+            try:
+                batch = self._send("POST", "/batches", json={"operations": ops}, replay=False).json()
+            except MailchimpUnconfirmedWriteError as err:
+                found = find_submitted_batch(
+                    self, ops, sent_at=sent_at, answered=err.answered, known=self.known_batch_ids,
+                    lookup=self.batch_lookup,
+                )
+                if found is None:
+                    delay = policy.delay_or_give_up(
+                        "POST", "/batches", attempt=attempt, started=started, reason=str(err),
+                        status=err.status, retry_after_header=None, failure=err,
+                    )
+                    self.log.warning(
+                        "%s. Mailchimp has no such batch (looked it up): submitting again in %.2fs (attempt %d/%d).",
+                        err, delay, attempt + 1, policy.max_attempts,
+                    )
+                    time.sleep(delay)
+                    continue
+                self.log.warning(
+                    "%s, but Mailchimp had accepted it: batch %s (%s operations, submitted at %s). "
+                    "Not sent again.", err, found.get("id"), found.get("total_operations"), found.get("submitted_at"),
+                )
+                batch = found
+            self.known_batch_ids.add(str(batch["id"]))
+            return batch
 
     def get_batch(self, batch_id: str) -> dict[str, Any]:
         """``GET /batches/{id}``; ``MailchimpBatchExpiredError`` when Mailchimp no longer knows it."""
         try:
-            return self.get(f"/batches/{batch_id}")
+            batch = self.get(f"/batches/{batch_id}")
         except MailchimpNotFoundError as err:
             raise batch_expired(batch_id, err) from err
+        self.known_batch_ids.add(str(batch_id))
+        return batch
 
     def delete_batch(self, batch_id: str) -> None:
         """``DELETE /batches/{id}``: stop a batch; results of finished operations are discarded."""
@@ -675,6 +757,7 @@ class MailchimpHook(HttpHook):
         from mailchimp_provider.hooks.async_client import MailchimpAsyncClient
 
         return MailchimpAsyncClient(
-            self.credentials, retry=self.retry_policy, timeout=self.timeout, max_in_flight=self.max_in_flight
+            self.credentials, retry=self.retry_policy, timeout=self.timeout, max_in_flight=self.max_in_flight,
+            shared_budget=self._shared_budget,
         )
 

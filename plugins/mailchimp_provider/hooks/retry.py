@@ -9,6 +9,10 @@ and the triggerer's client can ``asyncio.sleep`` on it. What it encodes:
 * Exponential backoff with jitter, so that the workers hitting one account do not retry in lockstep.
 * ``Retry-After`` (delta-seconds or an HTTP date) is honoured, capped at ``max_retry_after``.
 * The budget is bounded twice: by attempts and by total elapsed time.
+* A write that must not be replayed (``POST /batches``) is retried in place only after a *refusal*
+  (``is_refusal``: 429, or 403 without a body), which Mailchimp sends before doing anything. After a
+  5xx or a timeout the write may have happened; the hook then looks for it before sending it again
+  (see ``hooks.batch_lookup``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,15 @@ def is_retriable_status(status: int, *, has_json_body: bool = True) -> bool:
         return True
     # "At exceptionally high volumes, you may receive an HTTP 429 or 403 without a JSON body."
     return status == 403 and not has_json_body
+
+
+def is_refusal(status: int, *, has_json_body: bool = True) -> bool:
+    """Whether a retriable answer says the request was turned away before any work was done.
+
+    429 is the connection limit (and the 500-pending-batches limit), checked at the door; so is
+    the bare 403 of high-volume throttling. A 5xx may come after the work was done.
+    """
+    return status == 429 or (status == 403 and not has_json_body)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -7,11 +7,14 @@ deferral, a killed worker or a retry from the UI simply plans again and finds le
 
 Run parameters (``params`` of the DAG run, or the constructor arguments, which win):
 ``full_refresh`` resends every record; ``dry_run`` records the plan in ``mailchimp_sync_result``
-(``outcome='planned'``) and sends nothing.
+(``outcome='planned'``) and sends nothing; ``retry_archived`` re-adds members archived in Mailchimp
+(otherwise skipped with reason ``archived_in_mailchimp``). Before planning, the audience is audited
+(``sync/audit.py``): member changes since the last audit are read into ``mailchimp_member``.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MailchimpAudienceSyncOperator"]
 
+log = logging.getLogger(__name__)
+
 
 class MailchimpAudienceSyncOperator(MailchimpSyncOperator):
     """Sync the customers of the warehouse into one Mailchimp audience (see the module docstring).
@@ -35,6 +40,7 @@ class MailchimpAudienceSyncOperator(MailchimpSyncOperator):
     :param config_path: the audience sync config (default ``include/audience_sync.yaml``).
     :param full_refresh: resend every record; None reads ``params.full_refresh``.
     :param dry_run: plan and record, send nothing; None reads ``params.dry_run``.
+    :param retry_archived: re-add archived members; None reads ``params.retry_archived``.
     Other keyword arguments go to :class:`MailchimpBatchLifecycleOperator` (``deferrable``,
     ``poll_interval``, ``stall_timeout``...); unset ones come from the config's ``sync:`` section.
     """
@@ -48,6 +54,7 @@ class MailchimpAudienceSyncOperator(MailchimpSyncOperator):
         config_path: str | None = None,
         full_refresh: bool | None = None,
         dry_run: bool | None = None,
+        retry_archived: bool | None = None,
         **kwargs: Any,
     ) -> None:
         from mailchimp_provider.config import load_audience_config
@@ -57,6 +64,7 @@ class MailchimpAudienceSyncOperator(MailchimpSyncOperator):
             config_path=config_path,
             full_refresh=full_refresh,
             dry_run=dry_run,
+            retry_archived=retry_archived,
             **kwargs,
         )
         self.list_id = list_id
@@ -76,4 +84,12 @@ class MailchimpAudienceSyncOperator(MailchimpSyncOperator):
 
         list_id = self.list_id or ensure_audience(self.hook, config, source=self.config_path or "audience config").list_id
         return SyncEngine(db, tables, AudienceRules(config=config, list_id=list_id), run, settings)
+
+    def finish(self, context: "Context") -> dict[str, dict[str, int]]:
+        """Say what became of the erasure requests (also when the failure threshold then fails the task)."""
+        engine = self.sync_engine(context)
+        report = engine.rules.erasure_report(engine, engine.ctx)
+        if report:
+            log.info("%s", report)
+        return super().finish(context)
 

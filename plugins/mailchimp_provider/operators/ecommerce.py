@@ -125,13 +125,17 @@ PLURAL = {"customer": "customers", "product": "products", "promo_rule": "promo_r
 
 
 def ecommerce_sync_params() -> dict[str, Any]:
-    """The run parameters of an e-commerce sync DAG (``full_refresh``, ``dry_run``, ``entities``)."""
+    """The run parameters of an e-commerce sync DAG (``full_refresh``, ``dry_run``,
+    ``retry_archived``, ``entities``)."""
     from airflow.sdk import Param
 
     return {
         "full_refresh": Param(False, type="boolean",
                               description="Resend every record, changed or not (flags the store is_syncing)."),
         "dry_run": Param(False, type="boolean", description="Record the plan in mailchimp_sync_result; send nothing."),
+        "retry_archived": Param(False, type="boolean",
+                                description="Send opt-in for customers whose member is archived in Mailchimp "
+                                            "(re-adds them); otherwise their opt-in is withheld."),
         "entities": Param(list(ENTITIES), type="array", items={"type": "string", "enum": list(ENTITIES)},
                           description="The entities to sync this run (dependency order is kept)."),
     }

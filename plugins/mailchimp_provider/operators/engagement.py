@@ -3,6 +3,7 @@
 * ``MailchimpAudiencePullOperator``      lists, members (incremental), list-level unsubscribes
 * ``MailchimpCampaignPullOperator``      sent campaigns + report summary, campaign unsubscribes
 * ``MailchimpEmailActivityPullOperator`` opens / clicks / bounces of many campaigns per batch
+* ``MailchimpCampaignRecipientPullOperator`` who each campaign was sent to (sent-to), per batch
 
 Each logs, per table, how many rows it gained and changed, and returns those counts (XCom). The
 configuration is ``EngagementConfig`` (``include/engagement_pull.yaml``), kept on the operator as
@@ -33,6 +34,7 @@ __all__ = [
     "MailchimpAudiencePullOperator",
     "MailchimpCampaignPullOperator",
     "MailchimpEmailActivityPullOperator",
+    "MailchimpCampaignRecipientPullOperator",
 ]
 
 # Tables each operator writes: every one of them appears in the log line, zero or not.
@@ -40,6 +42,7 @@ _WRITES = {
     "audiences": ("list", "member", "unsubscribe", "rejected"),
     "campaigns": ("campaign", "unsubscribe", "rejected"),
     "activity": ("activity", "rejected"),
+    "recipients": ("recipient", "rejected"),
 }
 
 
@@ -291,3 +294,71 @@ class MailchimpEmailActivityPullOperator(_EngagementMixin, MailchimpBatchLifecyc
                 "(GET /batches) and raise activity.stall_timeout_seconds."
             )
         return summary
+
+
+class MailchimpCampaignRecipientPullOperator(_EngagementMixin, MailchimpBatchLifecycleOperator):
+    """Who each sent campaign went to (``GET /reports/{id}/sent-to``) into ``campaign_recipient``,
+    through batch operations: one operation per page of 1000, each page read once and marked in
+    the transaction of its rows (see ``mailchimp_provider.reverse.recipients``). Batch settings are
+    the email activity's (``activity.batch_chunk_size``, polling, stall timeout, deferrable); a
+    stalled batch fails the task, and a retry re-attaches to it."""
+
+    template_fields = ()
+
+    def __init__(self, *, config: EngagementConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
+        engagement = config_from_dict(_config_dict(config))
+        activity = engagement.activity
+        kwargs.setdefault("deferrable", activity.deferrable)
+        kwargs.setdefault("poll_interval", activity.poll_interval_seconds)
+        kwargs.setdefault("stall_timeout", activity.stall_timeout_seconds)
+        super().__init__(
+            mailchimp_conn_id=engagement.mailchimp_conn_id,
+            warehouse_conn_id=engagement.warehouse_conn_id,
+            table_prefix=engagement.table_prefix,
+            table_schema=engagement.schema,
+            max_operations_per_batch=activity.batch_chunk_size,
+            **kwargs,
+        )
+        self.engagement_config = engagement.to_dict()
+
+    def _pass(self, context: "Context") -> str:
+        from mailchimp_provider.reverse.activity import pass_id
+
+        return pass_id(context)
+
+    def next_operations(self, context: "Context") -> tuple[str, list[dict[str, Any]]] | None:
+        from mailchimp_provider.reverse import recipients
+
+        with self.engine.connect() as conn:
+            pages = recipients.plan(conn, self.tables, self.config, self._pass(context))
+        if not pages:
+            return None
+        self.log.info("Sent-to pages to read: %d, of %d campaign(s).", len(pages), len({p.campaign_id for p in pages}))
+        return recipients.ENTITY, [p.operation() for p in pages]
+
+    def apply_results(
+        self, context: "Context", entity: str, batch_id: str, results: Iterator["OperationResult"]
+    ) -> None:
+        from mailchimp_provider.reverse import recipients
+
+        outcome = recipients.apply_results(self.engine, self.tables, results, current_pass=self._pass(context))
+        c, r = outcome.counts, outcome.rejected
+        self.log.info(
+            "Batch %s: %d sent-to page(s) committed: %d rows gained, %d changed, %d unchanged; %d record(s) "
+            "rejected; %d operation(s) failed.",
+            batch_id, outcome.pages, c.gained, c.changed, c.unchanged, r.seen, len(outcome.failures),
+        )
+        context["ti"].xcom_push(key=f"loaded_{batch_id}", value={
+            "recipient": [c.gained, c.changed, c.unchanged], "rejected": [r.gained, r.changed, r.unchanged]})
+
+    def finish(self, context: "Context") -> dict[str, Any]:
+        from mailchimp_provider.batches.ledger import BatchScope
+        from mailchimp_provider.reverse.loading import LoadCounts, LoadStats
+
+        stats = LoadStats()
+        for entry in self.ledger_for(context).entries(BatchScope.from_context(context)):
+            loaded = context["ti"].xcom_pull(task_ids=self.task_id, key=f"loaded_{entry.batch_id}")
+            if loaded:
+                stats.record(self.tables.table_name("recipient"), LoadCounts(*loaded["recipient"]))
+                stats.record(self.tables.table_name("rejected"), LoadCounts(*loaded["rejected"]))
+        return {"tables": self.report(stats, "recipients")}

@@ -2,15 +2,19 @@
 
 The batch lifecycle is :class:`MailchimpBatchLifecycleOperator`'s; the planning and bookkeeping are
 the sync engine's (``sync/engine.py``). This class wires the two: connection, table and batch
-settings default from the sync config's ``sync:`` section; the run parameters ``full_refresh`` and
-``dry_run`` come from the constructor or the DAG run's ``params``; one engine is built per
-execution; and the failure threshold fails the task without retry (failed records are not resent
-within a run, so a retry could not help). Subclasses say how to load their config and build their
+settings default from the sync config's ``sync:`` section; the run parameters ``full_refresh``,
+``dry_run`` and ``retry_archived`` come from the constructor or the DAG run's ``params``; one engine
+is built per execution, and before it plans anything the audience its rules write to is audited
+(``sync/audit.py``: member changes since the last audit, read into ``mailchimp_member``); the
+failure threshold fails the task without retry (failed records are not resent within a run, so a
+retry could not help), while lost results (``SyncUnconfirmed``) fail it with retries allowed: a
+retry resends just the unconfirmed records. Subclasses say how to load their config and build their
 engine.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
 from mailchimp_provider.operators.base import MailchimpBatchLifecycleOperator
@@ -40,6 +44,8 @@ class MailchimpSyncOperator(MailchimpBatchLifecycleOperator):
     :param config_path: where the config came from (reloaded at run time, so edits apply).
     :param full_refresh: resend every record; None reads ``params.full_refresh``.
     :param dry_run: plan and record, send nothing; None reads ``params.dry_run``.
+    :param retry_archived: re-add members archived in Mailchimp; None reads ``params.retry_archived``
+        (default false: they are skipped with reason ``archived_in_mailchimp``).
     """
 
     def __init__(
@@ -49,6 +55,7 @@ class MailchimpSyncOperator(MailchimpBatchLifecycleOperator):
         config_path: str | None = None,
         full_refresh: bool | None = None,
         dry_run: bool | None = None,
+        retry_archived: bool | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("mailchimp_conn_id", config.mailchimp_conn_id)
@@ -66,6 +73,7 @@ class MailchimpSyncOperator(MailchimpBatchLifecycleOperator):
         self.config_path = str(config_path) if config_path else None
         self.full_refresh = full_refresh
         self.dry_run = dry_run
+        self.retry_archived = retry_archived
 
     # -- what a subclass provides ------------------------------------------------------------------
     def load_config(self) -> Any:
@@ -98,6 +106,7 @@ class MailchimpSyncOperator(MailchimpBatchLifecycleOperator):
             map_index=-1 if map_index is None else int(map_index),
             full_refresh=flag(self.param(context, "full_refresh", self.full_refresh, False)),
             dry_run=flag(self.param(context, "dry_run", self.dry_run, False)),
+            retry_archived=flag(self.param(context, "retry_archived", self.retry_archived, False)),
         )
 
     def sync_engine(self, context: "Context") -> "SyncEngine":
@@ -127,10 +136,43 @@ class MailchimpSyncOperator(MailchimpBatchLifecycleOperator):
             run,
             settings,
         )
-        if run.full_refresh or run.dry_run:
-            self.log.info("Run parameters: full_refresh=%s dry_run=%s", run.full_refresh, run.dry_run)
+        if run.full_refresh or run.dry_run or run.retry_archived:
+            self.log.info("Run parameters: full_refresh=%s dry_run=%s retry_archived=%s",
+                          run.full_refresh, run.dry_run, run.retry_archived)
+        run.data["sent_since"] = self.first_submission(context)
+        self.audit(engine)
         self._engine_cache = (context, engine)
         return engine
+
+    def first_submission(self, context: "Context") -> Any:
+        """When this task instance first submitted a batch (earlier tries included), or None:
+        Mailchimp-side facts read after it may be this run's own writes (see ``RunContext.replanning``)."""
+        from mailchimp_provider.batches.ledger import BatchScope
+
+        times = [e.submitted_at for e in self.ledger_for(context).entries(BatchScope.from_context(context))
+                 if e.submitted_at is not None]
+        return min(times) if times else None
+
+    def audit(self, engine: "SyncEngine") -> None:
+        """Before planning, read what changed in the audience the rules write to (``sync/audit.py``).
+        Once per execution; a read error fails the task before anything is sent."""
+        from mailchimp_provider.sync.audit import audit_members
+
+        list_id = engine.rules.audited_list(self.hook)
+        if list_id:
+            self.log.info("%s", audit_members(self.hook, engine.db, engine.tables, list_id).describe())
+
+    # -- entry points: safety inputs first, and fatal when unreadable -----------------------------------
+    def execute(self, context: "Context") -> Any:
+        """Read the safety inputs (erasure requests, consent, pulled-back statuses) before anything
+        else, so an unreadable one fails the task before any write (see ``_fail_on_safety_input``)."""
+        with _fail_on_safety_input():
+            self.sync_engine(context).prepare()
+            return super().execute(context)
+
+    def execute_complete(self, context: "Context", event: dict[str, Any] | None = None, rounds: int = 0) -> Any:
+        with _fail_on_safety_input():
+            return super().execute_complete(context, event, rounds)
 
     # -- the lifecycle's hooks ---------------------------------------------------------------------
     def next_operations(self, context: "Context") -> tuple[str, list[dict[str, Any]]] | None:
@@ -160,6 +202,7 @@ class MailchimpSyncOperator(MailchimpBatchLifecycleOperator):
     def on_batch_failed(self, context: "Context", entity: str | None, batch_id: str, error: str) -> None:
         self.log.warning("Batch %s abandoned (%s); its records had no confirmed outcome and are planned again.",
                          batch_id, error)
+        self.sync_engine(context).note_abandoned(batch_id, error)
 
     def finish(self, context: "Context") -> dict[str, dict[str, int]]:
         """Log the summary table, fail (without retry) past the failure threshold, return the counts."""
@@ -172,3 +215,17 @@ class MailchimpSyncOperator(MailchimpBatchLifecycleOperator):
         except SyncThresholdExceeded as exc:
             raise AirflowFailException(str(exc)) from exc
         return summary.as_dict()
+
+
+@contextmanager
+def _fail_on_safety_input() -> Iterator[None]:
+    """An unreadable safety input fails the task without retry: a missing column or permission does
+    not fix itself, and a retry would only repeat the same error minutes later."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from mailchimp_provider.errors import MailchimpSafetyInputError
+
+    try:
+        yield
+    except MailchimpSafetyInputError as exc:
+        raise AirflowFailException(str(exc)) from exc

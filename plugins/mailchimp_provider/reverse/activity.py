@@ -8,7 +8,7 @@ resumed task plans from what is committed, never from memory.
   within the recent window (their activity keeps coming).
 * From when: ``since = bookmark - lookback``. The bookmark is the latest activity timestamp
   committed for the campaign, and Mailchimp's ``since`` is exclusive, so the lookback re-reads a
-  margin that the upsert on ``(campaign_id, member_id, action, timestamp, url)`` absorbs.
+  margin that the upsert on ``(campaign_id, member_id, action, timestamp, url_key)`` absorbs.
   ``since`` is sent without fractional seconds (they make Mailchimp answer 500).
 * Done in this pass: a campaign whose results were applied gets the marker
   ``email_activity_pass = <run_id>#<clear_number>`` in the same transaction as its rows and its
@@ -43,6 +43,7 @@ from mailchimp_provider.reverse.activity_copy import ActivityText, activity_copy
 from mailchimp_provider.reverse.loading import LoadCounts, merge_rows
 from mailchimp_provider.reverse.normalise import ACTIVITY_COLUMNS, NormalisationError, activity_rows
 from mailchimp_provider.reverse.rejects import Rejects
+from mailchimp_provider.sync.paths import api_path
 from mailchimp_provider.warehouse.tables import WarehouseTables, to_utc
 from mailchimp_provider.warehouse.upsert import CopyLayout, copy_layout, copy_lines
 
@@ -69,7 +70,7 @@ class CampaignFetch:
         # No ``count``: a batched GET is paged by Mailchimp itself and returns every email.
         return {
             "method": "GET",
-            "path": f"/reports/{self.campaign_id}/email-activity",
+            "path": api_path("reports", self.campaign_id, "email-activity"),
             "operation_id": self.campaign_id,
             "params": params,
         }

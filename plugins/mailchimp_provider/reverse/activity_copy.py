@@ -6,7 +6,8 @@ for COPY again), which made this process the bottleneck of the engagement pull. 
 answer Mailchimp sends has one plain shape, though: the documented fields with string values,
 none needing escaping, and UTC timestamps. Such an answer is decoded straight into typed records
 (msgspec checks the fields and types in C), and for a plain record the row values *are* its
-fields (``url`` ``''`` when absent, empty optional fields NULL, ``bounce_type`` only on bounces),
+fields (``url_key`` ``''`` and ``url`` NULL when absent, empty optional fields NULL, ``bounce_type``
+only on bounces),
 so this module writes its COPY lines directly, at about a third of the cost.
 
 Everything else goes the reference way, so its rows and its errors are exactly the reference's:
@@ -35,6 +36,8 @@ from mailchimp_provider.warehouse.upsert import CopyFormatter, CopyLayout, copy_
 _UTC = timezone.utc
 _ISO = datetime.fromisoformat
 _NULL = "\\N"
+_NO_URL = "\t" + _NULL
+"""``url_key`` ``''`` and ``url`` NULL: an action without a URL."""
 _ACTIONS = frozenset({"open", "click", "bounce"})
 
 
@@ -163,8 +166,9 @@ def _plain_lines(email: _Email, campaign_id: str, end: str) -> tuple[str, int, d
         if not (len(raw) == 25 and raw[19:] == "+00:00" and raw[10] == "T" and raw[4] == raw[7] == "-"
                 and raw[13] == raw[16] == ":"):
             raw = ts.isoformat()  # "Z", fractions, week dates...: written the way the reference writes them
+        urls = f"{url}\t{url}" if url else _NO_URL  # url_key, url
         out.append(
-            f"{head}{action}\t{raw}\t{url or ''}{middle}{ip or _NULL}\t{bounce or _NULL}\t"
+            f"{head}{action}\t{raw}\t{urls}{middle}{ip or _NULL}\t{bounce or _NULL}\t"
             f"{combination or _NULL}\t{_NULL}{end}"
         )
     return "".join(out), len(out), newest  # type: ignore[return-value]  # activity is not empty

@@ -28,6 +28,7 @@ from mailchimp_provider.reverse import rejects, unsubscribes, watermarks
 from mailchimp_provider.reverse.config import EngagementConfig
 from mailchimp_provider.reverse.loading import LoadStats, chunks, merge_rows
 from mailchimp_provider.reverse.normalise import list_row, member_row, member_unsubscribe_row
+from mailchimp_provider.sync.paths import api_path
 from mailchimp_provider.warehouse.tables import WarehouseTables
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def pull_members(
         if status:
             params["status"] = status
         items = hook.paginate(
-            f"/lists/{list_id}/members", "members", params=params,
+            api_path("lists", list_id, "members"), "members", params=params,
             page_size=config.members.page_size, sort_field="last_changed",
         )
         for chunk in chunks(items, config.members.page_size):

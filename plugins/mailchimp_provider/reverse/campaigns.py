@@ -20,6 +20,7 @@ from mailchimp_provider.reverse.audiences import mailchimp_time
 from mailchimp_provider.reverse.config import EngagementConfig
 from mailchimp_provider.reverse.loading import LoadStats, merge_rows
 from mailchimp_provider.reverse.normalise import campaign_row, report_unsubscribe_row
+from mailchimp_provider.sync.paths import api_path
 from mailchimp_provider.warehouse.tables import WarehouseTables
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def pull_campaign_unsubscribes(
     rejected = rejects.Rejects("unsubscribe", campaign_id)
     rows = rejected.normalise(
         hook.paginate(
-            f"/reports/{campaign_id}/unsubscribed", "unsubscribes",
+            api_path("reports", campaign_id, "unsubscribed"), "unsubscribes",
             params={"exclude_fields": "unsubscribes._links"}, page_size=config.campaigns.page_size,
             dedupe_key=None, sort_field="",
         ),

@@ -8,7 +8,6 @@ this config needs (positive numbers, Mailchimp's page-size cap) are the ``valida
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
@@ -16,15 +15,16 @@ from typing import Any, Literal
 
 from mailchimp_provider.config import load_config as load_typed_config
 from mailchimp_provider.config import parse_config
+from mailchimp_provider.include_paths import ENGAGEMENT_CONFIG_ENV, include_file
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[3] / "include" / "engagement_pull.yaml"
-CONFIG_ENV = "MAILCHIMP_ENGAGEMENT_PULL_CONFIG"
+CONFIG_ENV = ENGAGEMENT_CONFIG_ENV
 """Environment variable naming another config file (several deployments, tests)."""
 
 
 def config_path() -> Path:
-    """``$MAILCHIMP_ENGAGEMENT_PULL_CONFIG`` when set, else ``include/engagement_pull.yaml``."""
-    return Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else DEFAULT_CONFIG_PATH
+    """``$MAILCHIMP_ENGAGEMENT_PULL_CONFIG`` when set, else ``include/engagement_pull.yaml`` found by
+    the rule of :mod:`mailchimp_provider.include_paths` (raises naming the paths searched)."""
+    return include_file("engagement_pull.yaml", ENGAGEMENT_CONFIG_ENV)
 
 
 MAX_PAGE_SIZE = 1000
@@ -123,9 +123,11 @@ class EngagementConfig:
     def validate(self) -> list[tuple[str, str]]:
         problems = [
             (name, f"must be a non-empty string, got {getattr(self, name)!r}")
-            for name in ("mailchimp_conn_id", "warehouse_conn_id", "table_prefix")
+            for name in ("mailchimp_conn_id", "warehouse_conn_id")
             if not getattr(self, name).strip()
         ]
+        if self.table_prefix != self.table_prefix.strip():  # "" is Fivetran's layout (no prefix)
+            problems.append(("table_prefix", f"must not start or end with spaces, got {self.table_prefix!r}"))
         if self.audiences is not None and (not self.audiences or not all(a.strip() for a in self.audiences)):
             problems.append(("audiences", f"must be 'all' or a list of list ids, got {list(self.audiences)!r}"))
         if not 0 <= self.max_rejected_fraction <= 1:
@@ -151,11 +153,8 @@ class EngagementConfig:
 
 
 def load_config(path: str | Path | None = None) -> EngagementConfig:
-    """Read the YAML file (default ``include/engagement_pull.yaml``); a missing default file means defaults."""
-    path = Path(path) if path else DEFAULT_CONFIG_PATH
-    if path == DEFAULT_CONFIG_PATH and not path.exists():
-        return EngagementConfig()
-    return load_typed_config(path, EngagementConfig)
+    """Read the YAML file (default: :func:`config_path`); an empty file means the defaults."""
+    return load_typed_config(Path(path) if path else config_path(), EngagementConfig)
 
 
 def config_from_dict(data: Any, *, source: str = "engagement config") -> EngagementConfig:

@@ -169,11 +169,12 @@ def leftovers(obj: Mapping[str, Any], consumed: list[Path]) -> dict[str, Any]:
 # -- lists ---------------------------------------------------------------------------------------
 LIST_COLUMNS: ColumnSpec = {
     "list_id": (("id",), to_text),
+    "id": (("id",), to_text),
     "web_id": (("web_id",), to_int),
     "name": (("name",), to_text),
     "contact_company": (("contact", "company"), to_text),
-    "contact_address1": (("contact", "address1"), to_text),
-    "contact_address2": (("contact", "address2"), to_text),
+    "contact_address_1": (("contact", "address1"), to_text),
+    "contact_address_2": (("contact", "address2"), to_text),
     "contact_city": (("contact", "city"), to_text),
     "contact_state": (("contact", "state"), to_text),
     "contact_zip": (("contact", "zip"), to_text),
@@ -181,10 +182,10 @@ LIST_COLUMNS: ColumnSpec = {
     "contact_phone": (("contact", "phone"), to_text),
     "permission_reminder": (("permission_reminder",), to_text),
     "use_archive_bar": (("use_archive_bar",), to_bool),
-    "from_name": (("campaign_defaults", "from_name"), to_text),
-    "from_email": (("campaign_defaults", "from_email"), to_text),
-    "subject": (("campaign_defaults", "subject"), to_text),
-    "language": (("campaign_defaults", "language"), to_text),
+    "default_from_name": (("campaign_defaults", "from_name"), to_text),
+    "default_from_email": (("campaign_defaults", "from_email"), to_text),
+    "default_subject": (("campaign_defaults", "subject"), to_text),
+    "default_language": (("campaign_defaults", "language"), to_text),
     "notify_on_subscribe": (("notify_on_subscribe",), to_text),
     "notify_on_unsubscribe": (("notify_on_unsubscribe",), to_text),
     "date_created": (("date_created",), to_timestamp),
@@ -248,12 +249,12 @@ MEMBER_COLUMNS: ColumnSpec = {
     "language": (("language",), to_text),
     "vip": (("vip",), to_bool),
     "email_client": (("email_client",), to_text),
-    "location_latitude": (("location", "latitude"), to_float),
-    "location_longitude": (("location", "longitude"), to_float),
-    "location_gmtoff": (("location", "gmtoff"), to_int),
-    "location_dstoff": (("location", "dstoff"), to_int),
-    "location_country_code": (("location", "country_code"), to_text),
-    "location_timezone": (("location", "timezone"), to_text),
+    "latitude": (("location", "latitude"), to_float),
+    "longitude": (("location", "longitude"), to_float),
+    "gmtoff": (("location", "gmtoff"), to_float),
+    "dstoff": (("location", "dstoff"), to_float),
+    "country_code": (("location", "country_code"), to_text),
+    "timezone": (("location", "timezone"), to_text),
     "location_region": (("location", "region"), to_text),
     "source": (("source",), to_text),
     "tag_count": (("tags_count",), to_int),
@@ -264,7 +265,8 @@ _MEMBER_CONSUMED: list[Path] = [p for p, _ in MEMBER_COLUMNS.values()] + [("id",
 def member_row(obj: Mapping[str, Any], list_id: str) -> Row:
     """A ``GET /lists/{id}/members`` item as a ``mailchimp_member`` row.
 
-    ``member_id`` is the subscriber hash; when Mailchimp omits ``id`` it is derived from the email.
+    ``member_id`` (the contract's name) and ``id`` (the package's) are the subscriber hash; when
+    Mailchimp omits ``id`` it is derived from the email.
     ``tags`` is the JSON list of tag names (Mailchimp sends ``[{id, name}]``).
     """
     email = obj.get("email_address")
@@ -272,7 +274,7 @@ def member_row(obj: Mapping[str, Any], list_id: str) -> Row:
     member_id = obj.get("id") or (subscriber_hash(email) if isinstance(email, str) and email else None)
     if not member_id:
         raise NormalisationError(record, "id", obj.get("id"), "a subscriber hash or an email_address")
-    row: Row = {"list_id": obj.get("list_id") or list_id, "member_id": member_id}
+    row: Row = {"list_id": obj.get("list_id") or list_id, "member_id": member_id, "id": member_id}
     for column, (path, convert) in MEMBER_COLUMNS.items():
         row[column] = convert(_get(obj, path), record, ".".join(path))
     row["tags"] = _tag_names(obj.get("tags"), record)
@@ -301,9 +303,10 @@ def _tag_names(tags: Any, record: str) -> list[str] | None:
 # -- campaigns -----------------------------------------------------------------------------------
 CAMPAIGN_COLUMNS: ColumnSpec = {
     "campaign_id": (("id",), to_text),
+    "id": (("id",), to_text),
     "web_id": (("web_id",), to_int),
     "list_id": (("recipients", "list_id"), to_text),
-    "segment_id": (("recipients", "segment_opts", "saved_segment_id"), to_text),
+    "segment_id": (("recipients", "segment_opts", "saved_segment_id"), to_int),
     "segment_text": (("recipients", "segment_text"), to_text),
     "title": (("settings", "title"), to_text),
     "subject_line": (("settings", "subject_line"), to_text),
@@ -322,6 +325,26 @@ CAMPAIGN_COLUMNS: ColumnSpec = {
     "template_id": (("settings", "template_id"), to_int),
     "folder_id": (("settings", "folder_id"), to_text),
     "parent_campaign_id": (("parent_campaign_id",), to_text),
+    "authenticate": (("settings", "authenticate"), to_bool),
+    "auto_footer": (("settings", "auto_footer"), to_bool),
+    "auto_tweet": (("settings", "auto_tweet"), to_bool),
+    "drag_and_drop": (("settings", "drag_and_drop"), to_bool),
+    "fb_comments": (("settings", "fb_comments"), to_bool),
+    "inline_css": (("settings", "inline_css"), to_bool),
+    "timewarp": (("settings", "timewarp"), to_bool),
+    "use_conversation": (("settings", "use_conversation"), to_bool),
+    "clicktale": (("tracking", "clicktale"), to_text),
+    "google_analytics": (("tracking", "google_analytics"), to_text),
+    "track_ecomm_360": (("tracking", "ecomm360"), to_bool),
+    "track_goals": (("tracking", "goal_tracking"), to_bool),
+    "track_html_clicks": (("tracking", "html_clicks"), to_bool),
+    "track_opens": (("tracking", "opens"), to_bool),
+    "track_text_clicks": (("tracking", "text_clicks"), to_bool),
+    "test_size": (("variate_settings", "test_size"), to_int),
+    "wait_time": (("variate_settings", "wait_time"), to_int),
+    "winner_criteria": (("variate_settings", "winner_criteria"), to_text),
+    "winning_campaign_id": (("variate_settings", "winning_campaign_id"), to_text),
+    "winning_combination_id": (("variate_settings", "winning_combination_id"), to_text),
     "opens": (("report_summary", "opens"), to_int),
     "unique_opens": (("report_summary", "unique_opens"), to_int),
     "open_rate": (("report_summary", "open_rate"), to_float),
@@ -399,11 +422,13 @@ def report_unsubscribe_row(obj: Mapping[str, Any], campaign_id: str) -> Row:
     list_id = obj.get("list_id")
     if not list_id:
         raise NormalisationError(record, "list_id", list_id, "a list id (part of the key)")
+    campaign = obj.get("campaign_id") or campaign_id
     return {
         "list_id": list_id,
         "member_id": member_id,
-        "campaign_id": obj.get("campaign_id") or campaign_id,
+        "campaign_key": campaign,
         "timestamp": timestamp,
+        "campaign_id": campaign,
         "email_address": to_text(email, record, "email_address"),
         "reason": to_text(obj.get("reason"), record, "reason"),
         "source": "report",
@@ -415,8 +440,8 @@ def member_unsubscribe_row(member: Row) -> Row:
     """A list-level unsubscribe derived from a normalised member row whose status is ``unsubscribed``.
 
     Mailchimp exposes no unsubscribe time on the member, so ``last_changed`` (the time of the change
-    that made the status ``unsubscribed``, or later) stands in; ``campaign_id`` is ``''`` because no
-    campaign is known to have caused it.
+    that made the status ``unsubscribed``, or later) stands in; no campaign is known to have caused
+    it, so ``campaign_id`` is NULL and the key's ``campaign_key`` ``''``.
     """
     if member.get("last_changed") is None:
         raise NormalisationError(
@@ -426,13 +451,49 @@ def member_unsubscribe_row(member: Row) -> Row:
     return {
         "list_id": member["list_id"],
         "member_id": member["member_id"],
-        "campaign_id": "",
+        "campaign_key": "",
         "timestamp": member["last_changed"],
+        "campaign_id": None,
         "email_address": member.get("email_address"),
         "reason": member.get("unsubscribe_reason"),
         "source": "member",
         "extra": None,
     }
+
+
+# -- campaign recipients (sent-to) ---------------------------------------------------------------
+RECIPIENT_COLUMNS: ColumnSpec = {
+    "list_id": (("list_id",), to_text),
+    "email_address": (("email_address",), to_text),
+    "status": (("status",), to_text),
+    "open_count": (("open_count",), to_int),
+    "last_open": (("last_open",), to_timestamp),
+    "absplit_group": (("absplit_group",), to_text),
+    "gmt_offset": (("gmt_offset",), to_int),
+    "combination_id": (("combination_id",), to_text),
+}
+_RECIPIENT_CONSUMED: list[Path] = [p for p, _ in RECIPIENT_COLUMNS.values()] + [
+    ("email_id",), ("campaign_id",), ("list_is_active",), ("merge_fields",), ("vip",),
+]
+"""``merge_fields`` and ``vip`` repeat the member's own (``mailchimp_member``): not kept twice."""
+
+
+def recipient_row(obj: Mapping[str, Any], campaign_id: str) -> Row:
+    """A ``GET /reports/{id}/sent-to`` item as a ``campaign_recipient`` row; ``""`` values of
+    optional fields (``absplit_group`` of a campaign that is no A/B test) become NULL."""
+    email = obj.get("email_address") if isinstance(obj, Mapping) else None
+    record = f"recipient {email!r} of campaign {campaign_id!r}"
+    if not isinstance(obj, Mapping):
+        raise NormalisationError(record, "sent_to[]", obj, "an object")
+    member_id = obj.get("email_id") or (subscriber_hash(email) if isinstance(email, str) and email else None)
+    if not member_id:
+        raise NormalisationError(record, "email_id", obj.get("email_id"), "a subscriber hash or email_address")
+    row: Row = {"campaign_id": obj.get("campaign_id") or campaign_id, "member_id": member_id}
+    for column, (path, convert) in RECIPIENT_COLUMNS.items():
+        value = convert(_get(obj, path), record, ".".join(path))
+        row[column] = None if value == "" else value
+    row["extra"] = leftovers(obj, _RECIPIENT_CONSUMED) or None
+    return row
 
 
 # -- email activity (hot path) -------------------------------------------------------------------
@@ -446,8 +507,8 @@ any other goes to ``extra``."""
 ACTIVITY_ITEM_FIELDS = frozenset({"action", "timestamp", "url", "ip", "type", "combination_id"})
 """Fields of an activity item that have a column; any other goes to ``extra``."""
 ACTIVITY_COLUMNS = (
-    "campaign_id", "member_id", "action", "timestamp", "url", "list_id", "email_address", "ip", "bounce_type",
-    "combination_id", "extra",
+    "campaign_id", "member_id", "action", "timestamp", "url_key", "url", "list_id", "email_address", "ip",
+    "bounce_type", "combination_id", "extra",
 )
 """The columns of an activity row, in the order ``activity_rows`` builds them."""
 
@@ -471,7 +532,8 @@ def activity_rows(email: Mapping[str, Any], campaign_id: str) -> Iterator[Row]:
     """One ``mailchimp_campaign_recipient_activity`` row per item of an email's ``activity`` list.
 
     An email record without ``activity`` (or with ``null``) has nothing to load and yields nothing:
-    Mailchimp sends such records (airbyte#4787). ``url`` is ``''`` for actions without one and
+    Mailchimp sends such records (airbyte#4787). ``url`` is NULL for actions without one (and the
+    key's ``url_key`` ``''``); ``url_key`` is the URL otherwise, and
     ``bounce_type`` is the bounce's ``type`` (``hard``/``soft``). Fields without a column, of the
     email record or of the item, go to ``extra`` (the item's win on a clash).
     """
@@ -513,12 +575,14 @@ def activity_rows(email: Mapping[str, Any], campaign_id: str) -> Iterator[Row]:
         extra = email_extra
         if not item.keys() <= ACTIVITY_ITEM_FIELDS:
             extra = {**(email_extra or {}), **{k: v for k, v in item.items() if k not in ACTIVITY_ITEM_FIELDS}}
+        url = item.get("url") or None
         yield {
             "campaign_id": campaign,
             "member_id": member_id,
             "action": action,
             "timestamp": ts,
-            "url": item.get("url") or "",
+            "url_key": url or "",
+            "url": url,
             "list_id": list_id,
             "email_address": address,
             "ip": item.get("ip") or None,

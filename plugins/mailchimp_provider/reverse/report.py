@@ -47,7 +47,7 @@ LEFT JOIN (
 LEFT JOIN (
     SELECT campaign_id, COUNT(DISTINCT member_id) AS unsubscribes
     FROM {unsubscribe}
-    WHERE campaign_id <> ''
+    WHERE campaign_key <> ''
     GROUP BY campaign_id
 ) u ON u.campaign_id = c.campaign_id
 WHERE c.status = 'sent'

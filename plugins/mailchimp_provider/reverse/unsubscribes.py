@@ -5,7 +5,7 @@ An unsubscribe reaches the warehouse by two roads:
 * ``GET /reports/{campaign_id}/unsubscribed`` (``source='report'``): the campaign that caused it,
   the exact time and the reason; but only for campaigns we still re-read, and never for people
   who left through the list's hosted form, the API or an admin;
-* a member whose status *became* ``unsubscribed`` (``source='member'``, ``campaign_id=''``): every
+* a member whose status *became* ``unsubscribed`` (``source='member'``, ``campaign_key=''``): every
   unsubscribe, dated by ``last_changed`` because Mailchimp exposes nothing better.
 
 An unsubscribe caused by a campaign therefore arrives twice, in either order (the campaign and
@@ -50,9 +50,9 @@ def reconcile(conn: sa.Connection, tables: WarehouseTables, pairs: Iterable[Pair
     for start in range(0, len(pairs), 500):
         part = pairs[start : start + 500]
         rows = conn.execute(
-            sa.select(t.c.list_id, t.c.member_id, t.c.campaign_id, t.c.timestamp)
+            sa.select(t.c.list_id, t.c.member_id, t.c.campaign_key, t.c.timestamp)
             .where(sa.tuple_(t.c.list_id, t.c.member_id).in_(part))
-            .order_by(t.c.list_id, t.c.member_id, t.c.timestamp, t.c.campaign_id.desc())
+            .order_by(t.c.list_id, t.c.member_id, t.c.timestamp, t.c.campaign_key.desc())
         ).mappings().all()
         person: Pair | None = None
         pending_campaign = pending_member = None
@@ -60,7 +60,7 @@ def reconcile(conn: sa.Connection, tables: WarehouseTables, pairs: Iterable[Pair
             if (row["list_id"], row["member_id"]) != person:
                 person = (row["list_id"], row["member_id"])
                 pending_campaign = pending_member = None
-            if row["campaign_id"]:
+            if row["campaign_key"]:
                 if pending_member is not None:
                     doomed.append(dict(pending_member))
                     pending_member = None
@@ -77,7 +77,7 @@ def reconcile(conn: sa.Connection, tables: WarehouseTables, pairs: Iterable[Pair
             sa.delete(t).where(
                 t.c.list_id == row["list_id"],
                 t.c.member_id == row["member_id"],
-                t.c.campaign_id == "",
+                t.c.campaign_key == "",
                 t.c.timestamp == row["timestamp"],
             )
         )

@@ -30,6 +30,8 @@ CAMPAIGNS = "campaigns"
 EMAIL_ACTIVITY = "email_activity"
 EMAIL_ACTIVITY_PASS = "email_activity_pass"
 EMAIL_ACTIVITY_ABANDONED = "email_activity_abandoned"
+CAMPAIGN_RECIPIENT_PAGES = "campaign_recipient_page"
+"""Pages of a campaign's sent-to list read (scope ``<campaign_id>@<offset>``): read once, like Fivetran."""
 ALL_SCOPES = "*"
 
 

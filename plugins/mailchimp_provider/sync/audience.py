@@ -12,8 +12,11 @@ Per customer row (``include/sql/customers.sql``), in this order:
    synced; the others are skipped with a reason naming it.
 3. **no_marketing.** Never sent as a new member. An existing member whose row gets
    ``no_marketing`` is unsubscribed (PATCH ``status: unsubscribed``) and then left alone.
-4. **Archived** in Mailchimp (from ``mailchimp_member``, the reverse pull): not written, because any
-   PUT would bring the contact back.
+4. **Archived** in Mailchimp (from ``mailchimp_member``, which the audit before writing,
+   ``sync/audit.py``, brings up to date at the start of every run): skipped with reason
+   ``archived_in_mailchimp``, because any PUT would bring the contact back (as ``status_if_new``:
+   an archived contact has lost its old status). A run with ``retry_archived`` re-adds them
+   (action ``readd_archived``), changed row or not.
 5. **The member write** (``PUT /lists/{id}/members/{hash}``): ``status_if_new`` is ``subscribed``
    with ``marketing_opt_in`` (``pending`` with double opt-in) and ``transactional`` otherwise;
    ``status`` is never sent except ``unsubscribed`` when consent was withdrawn (the last confirmed
@@ -38,7 +41,7 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -46,6 +49,7 @@ import sqlalchemy as sa
 
 from mailchimp_provider.config import ADDRESS_REQUIRED, AudienceSyncConfig, MergeFieldSpec
 from mailchimp_provider.errors import MailchimpConfigError
+from mailchimp_provider.sync.paths import api_path
 from mailchimp_provider.sync.engine import (
     OUTCOME_FAILED,
     OUTCOME_OK,
@@ -75,8 +79,14 @@ ENTITY = "member"
 STEP_UPSERT, STEP_TAGS, STEP_UNSUBSCRIBE, STEP_ERASE = "u", "t", "x", "d"
 OPERATION_NAMES = {STEP_UPSERT: "upsert", STEP_TAGS: "tags", STEP_UNSUBSCRIBE: "unsubscribe", STEP_ERASE: "erase"}
 ERASED = "erased"
+MAX_CUSTOMER_ID = 50
 MARKETABLE = ("subscribed", "pending")
 NEVER_RAISED = ("unsubscribed", "cleaned")
+
+MAX_MERGE_TEXT = 255
+"""Mailchimp stores at most 255 characters in a text merge field ("Add merge data to contacts",
+https://mailchimp.com/developer/marketing/docs/merge-fields/): longer values are cut to it here
+rather than sent and refused. Tag names are cut to ``tags.max_length`` (100) the same way."""
 
 # Deliberately close to what Mailchimp accepts: one @, a dotted domain with an alphabetic TLD.
 EMAIL_RE = re.compile(r"^[^@\s,;<>()\[\]\"]+@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$")
@@ -138,6 +148,8 @@ def merge_value(spec: MergeFieldSpec, row: dict[str, Any]) -> Any:
     value = _text(raw)
     if value == "":
         return spec.default if spec.default is not None else ""
+    if len(value) > MAX_MERGE_TEXT:
+        value = value[:MAX_MERGE_TEXT].rstrip()
     if spec.type == "number":
         try:
             number = float(value)
@@ -187,9 +199,18 @@ class AudienceRules(EntityRules):
         self.entity = ENTITY
         self.sql_name = self.config.source.sql
         self.key_column = self.config.source.key_column
+        self.max_id_length = MAX_CUSTOMER_ID  # the contract: customer_id is at most 50 characters
 
     # -- per-run data --------------------------------------------------------------------------
+    def audited_list(self, hook: Any) -> str | None:
+        """Member writes change statuses in this audience: it is audited before planning."""
+        return None if self.list_id == PLANNED_AUDIENCE_ID else self.list_id
+
     def prepare(self, engine: "SyncEngine", ctx: RunContext) -> None:
+        if ctx.retry_archived:
+            from mailchimp_provider.sync.audit import archived_members
+
+            ctx.data["archived"] = archived_members(engine.db, engine.tables, self.list_id)
         ctx.data["duplicates"] = self._duplicates(engine)
         by_customer, by_email = self._erasure_requests(engine)
         ctx.data["erase_by_customer"] = by_customer
@@ -200,41 +221,64 @@ class AudienceRules(EntityRules):
         """``{email: (winning record id, customers sharing it)}`` for emails used by several
         customers. Computed in SQL so only the duplicated rows come back, however big the table."""
         src = self.config.source
-        sql = source_sql(src.sql)
+        sql = source_sql(src.sql, engine.db)
         norm = f"lower(trim(s.{src.email_column}))"
         stmt = sa.text(
             f"SELECT s.{src.key_column} AS record_id, {norm} AS email, s.{src.created_column} AS created_at "
             f"FROM ({sql}) s WHERE {norm} IN (SELECT lower(trim(d.{src.email_column})) FROM ({sql}) d "
             f"WHERE d.{src.email_column} IS NOT NULL GROUP BY lower(trim(d.{src.email_column})) HAVING count(*) > 1)"
         )
+        from mailchimp_provider.warehouse.extract import tolerant_text
+
         groups: dict[str, list[tuple[Any, str]]] = {}
-        with engine.db.connect() as conn:
+        with engine.db.connect() as conn, tolerant_text(conn):  # one undecodable row is skipped, not fatal
             for row in conn.execute(stmt):
-                if row.email and is_valid_email(row.email):
+                if isinstance(row.email, str) and row.email and is_valid_email(row.email):
                     groups.setdefault(row.email, []).append((_sortable_time(row.created_at), str(row.record_id)))
         return {email: (max(members)[1], len(members)) for email, members in groups.items() if len(members) > 1}
 
     def _erasure_requests(self, engine: "SyncEngine") -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
-        by_customer: dict[str, str] = {}
-        by_email: dict[str, tuple[str, str]] = {}
-        if not self.config.erasure.enabled:
-            return by_customer, by_email
-        from mailchimp_provider.warehouse.extract import stream_sql
+        """The run's erasure requests (a safety input: unreadable means the task fails before any
+        write; a missing table means erasure is not configured, and the log says so)."""
+        from mailchimp_provider.sync.consent import read_erasure_requests
 
-        try:
-            for chunk in stream_sql(engine.db, self.config.erasure.sql, chunk_size=5000):
-                for row in chunk:
-                    requested = _text(row.get("requested_at"))
-                    customer_id = _text(row.get("customer_id"))
-                    email = normalise_email(row.get("email"))
-                    if customer_id:
-                        by_customer[customer_id] = requested
-                    if email:
-                        by_email[email] = (customer_id or f"erasure:{subscriber_hash(email)[:16]}", requested)
-        except sa.exc.DBAPIError as exc:  # the table is optional in the contract
-            log.warning("No erasure requests read (%s): the erasure table is optional; "
-                        "create marketing_erasure_requests to use erasure.", str(exc).splitlines()[0])
-        return by_customer, by_email
+        if not self.config.erasure.enabled:
+            log.warning("Erasure is disabled (erasure.enabled: false in the audience config): erasure requests "
+                        "are not read, and nobody is deleted from Mailchimp on request.")
+            return {}, {}
+        requests = read_erasure_requests(engine.db, self.config.erasure.sql)
+        return requests.by_customer, requests.by_email
+
+    def erasure_report(self, engine: "SyncEngine", ctx: RunContext) -> str | None:
+        """One line for the task log: how many people with an erasure request were acted on in this
+        run (deleted, or confirmed absent), were erased in an earlier run, or failed (retried next
+        run). None when erasure is off or there are no requests."""
+        people = set(ctx.data.get("erase_by_customer", {})) | {r for r, _ in ctx.data.get("erase_by_email", {}).values()}
+        if not people:
+            return None
+        t = engine.tables.sync_result
+        stmt = sa.select(t.c.record_id, t.c.outcome, t.c.reason).where(
+            t.c.run_id == ctx.run_id, t.c.entity == ENTITY, t.c.record_id.in_(sa.bindparam("ids", expanding=True)))
+        seen: dict[str, set[tuple[str, str]]] = {}
+        ids = sorted(people)
+        with engine.db.connect() as conn:
+            for start in range(0, len(ids), 900):
+                for r in conn.execute(stmt, {"ids": ids[start:start + 900]}):
+                    seen.setdefault(r.record_id, set()).add((r.outcome, r.reason or ""))
+        deleted = sum(1 for v in seen.values() if (OUTCOME_OK, "erase") in v)
+        absent = sum(1 for v in seen.values() if (OUTCOME_OK, "erase_not_in_audience") in v and (OUTCOME_OK, "erase") not in v)
+        failed = sum(1 for v in seen.values() if any(o == OUTCOME_FAILED for o, _ in v))
+        earlier = sum(1 for v in seen.values() if v == {(OUTCOME_SKIPPED, ERASED)})
+        planned = sum(1 for v in seen.values() if any(o == "planned" for o, _ in v))
+        other = len(people) - deleted - absent - failed - earlier - planned
+        text = (f"Erasure: {len(people)} people with a request; acted on in this run: {deleted + absent} "
+                f"({deleted} permanently deleted, {absent} not in the audience); erased in an earlier run: {earlier}; "
+                f"failed (retried next run): {failed}")
+        if planned:
+            text += f"; planned (dry run): {planned}"
+        if other:
+            text += f"; not acted on: {other} (see mailchimp_sync_result, e.g. erasure_without_email)"
+        return text + "."
 
     def _tombstoned_hashes(self, engine: "SyncEngine") -> set[str]:
         t = engine.tables.sync_state
@@ -333,21 +377,24 @@ class AudienceRules(EntityRules):
         path_hash = subscriber_hash(old_email) if old_email else new_hash
 
         if no_marketing:
-            known = self._known(state, members, path_hash)
+            known = self._known(state, members, path_hash, ctx)
             return self._plan_no_marketing(record_id, state, known, path_hash, email, ctx)
 
         fields, tags, content_hash = self._member_content(row, email, opt_in, guest)
         managed = set(state.tags_managed) if state is not None else set()
-        if (not ctx.full_refresh and state is not None and state.payload_hash == content_hash
+        retrying = path_hash in ctx.data.get("archived", ())  # retry_archived, and archived when audited
+        if (not ctx.full_refresh and not retrying and state is not None and state.payload_hash == content_hash
                 and (set(tags) == managed or state.mailchimp_id is None)):
             # The common case on a rerun: decided without reading Mailchimp's side at all.
             return RecordPlan(record_id, unchanged=True)
 
-        known = self._known(state, members, path_hash)
-        if known.status == "archived":
+        known = self._known(state, members, path_hash, ctx)
+        readd = known.status == "archived" and ctx.retry_archived
+        if known.status == "archived" and not readd:
             return RecordPlan(record_id, skips=[Skip(
                 record_id, "archived_in_mailchimp",
-                "the contact is archived in Mailchimp; writing it would restore it, so it is left archived",
+                "the contact is archived in Mailchimp; writing it would restore it, so it is left archived "
+                "(run with retry_archived to re-add it)",
                 status_decision="kept archived",
             )])
 
@@ -358,11 +405,11 @@ class AudienceRules(EntityRules):
             and bool(state.extra.get("opt_in"))
             and known.status in MARKETABLE
         )
-        member_changed = ctx.full_refresh or state is None or state.payload_hash != content_hash
+        member_changed = ctx.full_refresh or readd or state is None or state.payload_hash != content_hash
         plan = RecordPlan(record_id)
         if member_changed:
             plan.ops.append(self._upsert_op(record_id, email, old_email, path_hash, fields, tags, opt_in, withdrawn,
-                                            known, content_hash, state))
+                                            known, content_hash, state, readd=readd))
         tags_need_op = set(tags) != managed and (state is not None and state.mailchimp_id is not None)
         if tags_need_op and (not member_changed or ctx.dry_run):
             plan.ops.append(self._tags_op(record_id, state, email, tags, managed))
@@ -407,6 +454,9 @@ class AudienceRules(EntityRules):
         tombstones = data.get("tombstones")
         if tombstones and subscriber_hash(email) in tombstones:
             return False
+        archived = data.get("archived")  # retry_archived: an archived member is re-added, row changed or not
+        if archived and subscriber_hash(email) in archived:
+            return False
         opt_in = truthy(row.get(cfg.consent.opt_in_column))
         guest = truthy(row.get(cfg.consent.guest_column))
         _, tags, content_hash = self._member_content(row, email, opt_in, guest)
@@ -414,11 +464,21 @@ class AudienceRules(EntityRules):
             return False
         return digest.mailchimp_id is None or frozenset(tags) == digest.tags_managed
 
-    def _known(self, state: StateRow | None, members: dict[str, tuple[str | None, datetime | None]], member_hash: str) -> _Known:
+    def _known(
+        self, state: StateRow | None, members: dict[str, tuple[str | None, datetime | None]], member_hash: str,
+        ctx: RunContext,
+    ) -> _Known:
         known = _Known()
         if state is not None and state.mailchimp_id and state.status:
             known = _Known(state.status, True, "sync_state")
         pulled = members.get(member_hash)
+        sent_since = ctx.data.get("sent_since")
+        if (pulled is not None and ctx.replanning and sent_since is not None and pulled[1] is not None
+                and pulled[1] >= sent_since + timedelta(seconds=1)):
+            # Re-planning a batch this run sent (after a restart): a member row audited after the
+            # run's first batch went out may be that batch's own write; the batch was planned
+            # without it (a member this run created stays a "create").
+            pulled = None
         if pulled is not None:
             pulled_at = pulled[1]
             ours = state.synced_at if state is not None else None
@@ -444,6 +504,8 @@ class AudienceRules(EntityRules):
         known: _Known,
         content_hash: str,
         state: StateRow | None,
+        *,
+        readd: bool = False,
     ) -> PlannedOp:
         status_if_new = self._status_if_new(opt_in)
         body: dict[str, Any] = {"email_address": email, "status_if_new": status_if_new, "merge_fields": fields}
@@ -455,6 +517,9 @@ class AudienceRules(EntityRules):
             body["status"] = "unsubscribed"
             action = "unsubscribe"
             decision = f"unsubscribed: consent withdrawn (was {known.status})"
+        elif readd:
+            action = "readd_archived"
+            decision = f"re-added from archived as {status_if_new} (retry_archived)"
         elif known.exists:
             action = "update"
             decision = f"kept {known.status}" + (" (never re-subscribed)" if known.status in NEVER_RAISED else "")
@@ -472,7 +537,7 @@ class AudienceRules(EntityRules):
             step=STEP_UPSERT,
             operation=OPERATION_NAMES[STEP_UPSERT],
             method="PUT",
-            path=f"/lists/{self.list_id}/members/{path_hash}",
+            path=api_path("lists", self.list_id, "members", path_hash),
             body=body,
             payload_hash=content_hash,
             action=action,
@@ -491,7 +556,7 @@ class AudienceRules(EntityRules):
             step=STEP_TAGS,
             operation=OPERATION_NAMES[STEP_TAGS],
             method="POST",
-            path=f"/lists/{self.list_id}/members/{member}/tags",
+            path=api_path("lists", self.list_id, "members", member, "tags"),
             body={"tags": changes, "is_syncing": True},
             payload_hash=payload_hash({"member": member, "tags": sorted(wanted), "managed": sorted(managed)}),
             action="tags",
@@ -512,7 +577,7 @@ class AudienceRules(EntityRules):
             step=STEP_UNSUBSCRIBE,
             operation=OPERATION_NAMES[STEP_UNSUBSCRIBE],
             method="PATCH",
-            path=f"/lists/{self.list_id}/members/{path_hash}",
+            path=api_path("lists", self.list_id, "members", path_hash),
             body={"status": "unsubscribed"},
             payload_hash=content_hash,
             action="unsubscribe",
@@ -544,7 +609,7 @@ class AudienceRules(EntityRules):
                 step=step,
                 operation=OPERATION_NAMES[STEP_ERASE] + ("" if index == 0 else f"_{index + 1}"),
                 method="POST",
-                path=f"/lists/{self.list_id}/members/{member}/actions/delete-permanent",
+                path=api_path("lists", self.list_id, "members", member, "actions", "delete-permanent"),
                 body=None,
                 payload_hash=member[:12],
                 action="erase",
@@ -706,7 +771,7 @@ def ensure_audience(
     spec = config.audience
     created = False
     if spec.id:
-        found = hook.get(f"/lists/{spec.id}", params={"fields": "id,name"})
+        found = hook.get(api_path("lists", spec.id), params={"fields": "id,name"})
         list_id, name = found["id"], found.get("name", "")
     else:
         match = next((lst for lst in hook.paginate("/lists", "lists", fields=["id", "name"])
@@ -733,7 +798,7 @@ def ensure_audience(
             created = True
             log.info("Created Mailchimp audience %r (%s).", spec.name, match["id"])
         list_id, name = match["id"], match.get("name", spec.name or "")
-    existing = list(hook.paginate(f"/lists/{list_id}/merge-fields", "merge_fields"))
+    existing = list(hook.paginate(api_path("lists", list_id, "merge-fields"), "merge_fields"))
     to_create, problems = check_merge_fields(config, existing, list_name=name)
     if to_create and not config.create_missing_merge_fields:
         problems += [(f"merge_fields.{tag}", f"audience {name!r} has no merge field {tag}; create it in Mailchimp "
@@ -749,7 +814,7 @@ def ensure_audience(
         return AudienceCheck(list_id, name, created, to_create, True)
     for tag in to_create:
         spec_field = config.merge_fields[tag]
-        hook.post(f"/lists/{list_id}/merge-fields", json={
+        hook.post(api_path("lists", list_id, "merge-fields"), json={
             "tag": tag, "name": spec_field.name or tag, "type": spec_field.type, "required": False, "public": False,
         })
         log.info("Created merge field %s (%s) in audience %r.", tag, spec_field.type, name)
@@ -813,5 +878,5 @@ def sync_report(
 
     db = get_engine(conn_id)
     with db.connect() as conn:
-        total = int(conn.execute(sa.text(f"SELECT count(*) FROM ({source_sql(source_sql_name)}) src")).scalar() or 0)
+        total = int(conn.execute(sa.text(f"SELECT count(*) FROM ({source_sql(source_sql_name, db)}) src")).scalar() or 0)
     return run_summary(db, WarehouseTables(table_prefix, table_schema), run_id, ENTITY, total_records=total).as_dict()

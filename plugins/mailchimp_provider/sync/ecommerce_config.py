@@ -18,16 +18,21 @@ from pathlib import Path
 from typing import Any
 
 from mailchimp_provider.config import (
-    INCLUDE_DIR,
     AudienceSyncConfig,
     ConsentSpec,
     SyncTuning,
     load_audience_config,
     load_config,
 )
+from mailchimp_provider.include_paths import ECOMMERCE_CONFIG_ENV, include_file
 from mailchimp_provider.sync.ecommerce_payloads import ISO_4217, MAX_ID, StatusMaps, compact
 
-DEFAULT_ECOMMERCE_CONFIG = INCLUDE_DIR / "ecommerce_sync.yaml"
+
+def ecommerce_config_path() -> Path:
+    """``$MAILCHIMP_ECOMMERCE_SYNC_CONFIG`` when set, else ``include/ecommerce_sync.yaml`` found by
+    the rule of :mod:`mailchimp_provider.include_paths` (raises naming the paths searched)."""
+    return include_file("ecommerce_sync.yaml", ECOMMERCE_CONFIG_ENV)
+
 
 # Dependency order of every run (issue #5): an entity is only sent after the ones before it.
 ENTITIES: tuple[str, ...] = ("customer", "product", "promo_rule", "promo_code", "order")
@@ -94,7 +99,8 @@ class EcommerceSyncConfig:
 
     store: StoreSpec
     audience_config: str = "audience_sync.yaml"
-    """The audience sync's config (relative to ``include/``): its audience and consent policy."""
+    """The audience sync's config (a path, or a name looked up in ``include/`` like this file):
+    its audience and consent policy."""
     order_status: OrderStatusSpec = field(default_factory=OrderStatusSpec)
     sync: SyncTuning = field(default_factory=SyncTuning)
     warehouse_conn_id: str = "warehouse_default"
@@ -109,7 +115,7 @@ class EcommerceSyncConfig:
     @property
     def audience_config_path(self) -> Path:
         path = Path(self.audience_config)
-        return path if path.is_absolute() else INCLUDE_DIR / path
+        return path if path.is_absolute() else include_file(self.audience_config)
 
     def audience(self) -> AudienceSyncConfig:
         """The audience sync's config (parsed on demand; errors name that file)."""
@@ -124,5 +130,5 @@ class EcommerceSyncConfig:
 
 
 def load_ecommerce_config(path: str | Path | None = None) -> EcommerceSyncConfig:
-    """Parse and validate the e-commerce sync config (default ``include/ecommerce_sync.yaml``)."""
-    return load_config(path or DEFAULT_ECOMMERCE_CONFIG, EcommerceSyncConfig)
+    """Parse and validate the e-commerce sync config (default: :func:`ecommerce_config_path`)."""
+    return load_config(path or ecommerce_config_path(), EcommerceSyncConfig)

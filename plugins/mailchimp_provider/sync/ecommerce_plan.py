@@ -33,7 +33,7 @@ engine's ``failed_in_run`` and ``MAX_PASSES`` bound it further.
 Dependencies: a promo code needs its rule, an order needs its customer and every line's product
 (and variant) to have reached Mailchimp. Otherwise the record is skipped with reason
 ``customer_not_synced`` / ``product_not_synced`` / ``promo_rule_not_synced`` and a detail naming
-the missing record; it goes out in the first run after its dependency has. In a dry run, a
+the missing record (``customer_pending`` when the customer was sent but its result was lost); it goes out in the first run after its dependency has. In a dry run, a
 dependency this run's plan would send counts as sent, so the plan shows what a real run would do.
 """
 
@@ -50,7 +50,7 @@ import sqlalchemy as sa
 
 from mailchimp_provider.config import ConsentSpec
 from mailchimp_provider.sync.audience import normalise_email
-from mailchimp_provider.sync.consent import blocked_emails
+from mailchimp_provider.sync.consent import ErasureRequests, blocked_emails, read_erasure_requests
 from mailchimp_provider.sync.ecommerce_config import EcommerceSyncConfig
 from mailchimp_provider.sync.ecommerce_payloads import (
     RejectedRecord,
@@ -65,9 +65,12 @@ from mailchimp_provider.sync.ecommerce_payloads import (
 )
 from mailchimp_provider.sync.ecommerce_source import attach_children, merged_chunks
 from mailchimp_provider.sync.ecommerce_store import store_path
+from mailchimp_provider.warehouse.optional_inputs import log_absent_optional_columns
+from mailchimp_provider.sync.paths import path_segment
 from mailchimp_provider.sync.engine import (
     OUTCOME_FAILED,
     OUTCOME_OK,
+    OUTCOME_PENDING,
     OUTCOME_SKIPPED,
     EntityRules,
     OpRef,
@@ -156,7 +159,7 @@ class CommerceRules(EntityRules):
         raise NotImplementedError
 
     def item_path(self, row: Mapping[str, Any], record_id: str) -> str:
-        return f"{self.collection_path(row)}/{record_id}"
+        return f"{self.collection_path(row)}/{path_segment(record_id)}"
 
     # -- planning ------------------------------------------------------------------------------
     @staticmethod
@@ -290,6 +293,12 @@ class CustomerRules(CommerceRules):
     audience sync makes them ``pending``; an e-commerce opt-in would subscribe them directly).
     ``no_marketing`` customers are never sent. Mailchimp customers cannot change email: a changed
     email is skipped with reason ``email_changed`` instead of failing every run.
+
+    Audit before writing: a customer written with ``opt_in_status`` true re-adds an archived
+    member as ``subscribed``. The store's audience is audited before customers are planned
+    (``sync/audit.py``), and a customer whose member is archived, unsubscribed or cleaned there is
+    sent with ``opt_in_status`` false (``status_decision`` says why); archived members get the
+    opt-in again only in a run with ``retry_archived``.
     """
 
     entity = "customer"
@@ -305,10 +314,50 @@ class CustomerRules(CommerceRules):
     def collection_path(self, row: Mapping[str, Any]) -> str:
         return store_path(self.store_id, "customers")
 
+    def prepare(self, engine: "SyncEngine", ctx: RunContext) -> None:
+        """Read the erasure requests before anything is sent: an e-commerce customer creates an
+        audience contact, so an erased person must never be sent from here either."""
+        super().prepare(engine, ctx)
+        ctx.data["erasure"] = read_erasure_requests(engine.db)
+
+    list_id: str | None = None
+    """The store's audience, known once :meth:`audited_list` ran (None: no audit, e.g. no store yet)."""
+
+    def audited_list(self, hook: Any) -> str | None:
+        """The store's audience: customers with an opt-in change its members' statuses."""
+        from mailchimp_provider.errors import MailchimpNotFoundError
+
+        try:
+            store = hook.get(store_path(self.store_id), params={"fields": "id,list_id"})
+        except MailchimpNotFoundError:  # a dry run before the store exists: nothing to audit
+            return None
+        self.list_id = (store or {}).get("list_id") or None
+        return self.list_id
+
+    def _audited_statuses(self, engine: "SyncEngine", items: list[Candidate]) -> dict[str, str]:
+        """``{subscriber_hash: status}`` of the audited members these customers' emails belong to."""
+        if not self.list_id:
+            return {}
+        from mailchimp_provider.sync.audience import subscriber_hash
+        from mailchimp_provider.sync.audit import member_statuses
+
+        emails = {normalise_email(i.row.get("email")) for i in items}
+        return member_statuses(engine.db, engine.tables, self.list_id, {subscriber_hash(e) for e in emails if e})
+
     def plan_changed(self, engine: "SyncEngine", items: list[Candidate], ctx: RunContext) -> Iterator[RecordPlan]:
+        from mailchimp_provider.sync.audience import subscriber_hash
+        from mailchimp_provider.sync.audit import NEVER_SUBSCRIBE
+
         consent = self.scope.consent
+        audited = self._audited_statuses(engine, items)
+        erasure: ErasureRequests = ctx.data.get("erasure") or ErasureRequests()
         for item in items:
             row, record_id, state = item.row, item.record_id, item.state
+            if erasure.covers(record_id, normalise_email(row.get("email"))):
+                yield RecordPlan(record_id, skips=[Skip(
+                    record_id, "erasure_requested",
+                    f"customer {record_id}: an erasure request names this customer or email; it is never sent")])
+                continue
             exists = self.in_mailchimp(state)
             opted_in = as_bool(row.get(consent.opt_in_column)) and not consent.double_opt_in
             if exists and state is not None and state.status in ("opt_in", "no_opt_in"):
@@ -328,13 +377,23 @@ class CustomerRules(CommerceRules):
                     "customers cannot change email (the audience sync updates the member)")])
                 continue
             decision = ("kept: " if exists else "") + ("subscribed if new" if opted_in else "transactional if new")
-            yield self.write(item, body, ctx, status_decision=decision)
+            member_status = audited.get(subscriber_hash(email))
+            if (body.get("opt_in_status") and member_status in NEVER_SUBSCRIBE
+                    and not (member_status == "archived" and ctx.retry_archived)):
+                body["opt_in_status"] = False
+                decision = (f"opt-in withheld: the member is {member_status} in Mailchimp"
+                            + (" (run with retry_archived to re-add it)" if member_status == "archived" else ""))
+            plan = self.write(item, body, ctx, status_decision=decision)
+            for op in plan.ops:  # the consent the customer is created with, whatever was withheld
+                op.context["opt_in"] = opted_in
+            yield plan
 
     def interpret(self, op: PlannedOp | None, ref: OpRef, result: "OperationResult", state: StateRow | None) -> Outcome:
         outcome = super().interpret(op, ref, result, state)
         if outcome.outcome == OUTCOME_OK and op is not None and op.body:
             outcome.state["email"] = str(op.body.get("email_address", "")).lower() or None
-            outcome.state["status"] = "opt_in" if op.body.get("opt_in_status") else "no_opt_in"
+            opted_in = op.context.get("opt_in", op.body.get("opt_in_status"))
+            outcome.state["status"] = "opt_in" if opted_in else "no_opt_in"
         return outcome
 
 
@@ -439,8 +498,17 @@ class OrderRules(CommerceRules):
         self._products: dict[str, list[str] | None] | None = None
         self._blocked: dict[str, str] | None = None
 
+    def prepare(self, engine: "SyncEngine", ctx: RunContext) -> None:
+        """Say once which optional inputs are absent; when guest orders can create customers (the
+        orders query returns ``customer_email``), read who must never be created before anything
+        is sent, so an unreadable consent input fails the task before any write."""
+        super().prepare(engine, ctx)
+        absent = log_absent_optional_columns(engine.db, self.sql_name, log)
+        if all(item.column != "customer_email" for item in absent):
+            self.blocked_emails(engine)
+
     def blocked_emails(self, engine: "SyncEngine") -> dict[str, str]:
-        """Emails a guest order must not create a contact for; read once per task, only when needed."""
+        """Emails a guest order must not create a contact for; read once per task (a safety input)."""
         if self._blocked is None:
             self._blocked = blocked_emails(engine.db, no_marketing_column=self.scope.consent.no_marketing_column)
         return self._blocked
@@ -487,6 +555,12 @@ class OrderRules(CommerceRules):
             if customer_id not in customers:
                 if customer_id in known_customers:
                     state = load_states_for(engine, "customer", [customer_id]).get(customer_id)
+                    if state is not None and state.last_outcome == OUTCOME_PENDING:
+                        yield RecordPlan(record_id, skips=[Skip(
+                            record_id, "customer_pending",
+                            f"order {record_id}: customer {customer_id} was sent but Mailchimp's answer was lost "
+                            "(result_lost); the order waits until the customer is confirmed")])
+                        continue
                     yield RecordPlan(record_id, skips=[Skip(
                         record_id, "customer_not_synced",
                         f"order {record_id}: customer {customer_id} has not reached Mailchimp ({_why(state)})")])
@@ -609,7 +683,7 @@ def source_ids(engine: "SyncEngine", sql_name: str, key: str, record_ids: Sequen
     ids = sorted(set(record_ids))
     if not ids:
         return set()
-    stmt = sa.text(f"SELECT src.{key} FROM ({source_sql(sql_name)}) src WHERE src.{key} IN :ids").bindparams(
+    stmt = sa.text(f"SELECT src.{key} FROM ({source_sql(sql_name, engine.db)}) src WHERE src.{key} IN :ids").bindparams(
         sa.bindparam("ids", expanding=True))
     found: set[str] = set()
     with engine.db.connect() as conn:
@@ -720,9 +794,10 @@ class EcommerceSyncEngine(SyncEngine):
                     out[state.record_id] = state
         return out
 
-    def fetch_source(self, record_ids: Sequence[str]) -> list[dict[str, Any]]:
-        rows = super().fetch_source(record_ids)
+    def fetch_source(self, record_ids: Sequence[str], *, convert: bool = True) -> list[dict[str, Any]]:
         children = getattr(self.rules, "children", ())
+        # read as the full scan reads them: merged entities unconverted (see ecommerce_source)
+        rows = super().fetch_source(record_ids, convert=convert and not children)
         return attach_children(self.db, rows, self.rules.key_column, children) if children and rows else rows
 
 

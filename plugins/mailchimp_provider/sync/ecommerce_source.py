@@ -9,6 +9,11 @@ The merge compares keys in Python, so the database must sort them the same way. 
 ``a1`` differently, so the extraction query is wrapped in an outer ``ORDER BY ... COLLATE "C"``.
 Any remaining disagreement (another dialect, a custom collation) is detected and raised as a
 configuration error rather than silently mis-grouping rows.
+
+A value that cannot be read (``price = 'abc'``, ``quantity = 'two'``, text that is not UTF-8 on
+SQLite) never stops the stream: the row is marked (``extract.REJECTED``), and a marked child
+marks its parent, so the one product or order is skipped with reason ``bad_value`` naming the
+child row, the column and the value.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import logging
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from mailchimp_provider.errors import MailchimpConfigError
+from mailchimp_provider.warehouse.extract import REJECTED, BadValue, row_reader, tolerant_text, types_for
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +63,18 @@ class _Children:
 
     def _advance(self) -> None:
         previous = self._head_key if self._head is not None else None
-        self._head = next(self._rows, None)
-        self._done = self._head is None
-        if self._head is not None:
+        while True:
+            self._head = next(self._rows, None)
+            self._done = self._head is None
+            if self._head is None:
+                return
             self._head_key = _key(self._head.get(self._column))
-            if previous is not None and self._head_key < previous:
-                raise _unsorted(self.query, self._column, previous, self._head_key)
+            if self._head_key:
+                break
+            # no parent id: an orphan wherever the database sorts NULL (first or last)
+            self.orphans += 1
+        if previous is not None and self._head_key < previous:
+            raise _unsorted(self.query, self._column, previous, self._head_key)
 
     def take(self, parent_key: str) -> list[Row]:
         """The children of ``parent_key``; children of keys below it have no parent (orphans)."""
@@ -114,6 +126,9 @@ def merge_children(
     previous: str | None = None
     for parent in parents:
         key = _key(parent.get(parent_column))
+        if not key:  # a parent without an id (skipped as missing_id) has no children
+            yield parent, [[] for _ in streams]
+            continue
         if previous is not None and key < previous:
             raise _unsorted(parent_query, parent_column, previous, key)
         previous = key
@@ -147,14 +162,16 @@ def stream_sorted(db: Any, name: str, chunk_size: int) -> Iterator[Row]:
 
     Read through the DBAPI cursor (a server-side cursor on PostgreSQL): at 400k rows per order
     pass, SQLAlchemy's row objects cost more than the query itself. Values stay as the driver
-    returns them; the payload builders normalise every type.
+    returns them (the payload builders normalise every type); values the driver left untyped are
+    checked, and a row with one that cannot be read is marked with ``extract.REJECTED``.
     """
     import uuid
 
     from mailchimp_provider.sync.engine import source_sql
 
-    sql = binary_sorted_sql(source_sql(name), SORT_KEYS[name], db.dialect.name)
-    with db.connect() as conn:
+    sql = binary_sorted_sql(source_sql(name, db), SORT_KEYS[name], db.dialect.name)
+    types = types_for(name)
+    with db.connect() as conn, tolerant_text(conn):
         raw = conn.connection.driver_connection
         if db.dialect.name == "postgresql":
             cursor = raw.cursor(name=f"mc_{name}_{uuid.uuid4().hex[:12]}")
@@ -163,15 +180,15 @@ def stream_sorted(db: Any, name: str, chunk_size: int) -> Iterator[Row]:
             cursor = raw.cursor()
         try:
             cursor.execute(sql)
-            keys: list[str] | None = None
+            read = None
             while True:
                 rows = cursor.fetchmany(chunk_size)
                 if not rows:
                     break
-                if keys is None:
-                    keys = [d[0] for d in cursor.description]
-                for row in rows:
-                    yield dict(zip(keys, row))
+                if read is None:
+                    read = row_reader([d[0] for d in cursor.description], types, convert=False,
+                                      bytes_are_bad=db.dialect.name == "sqlite")
+                yield from map(read, rows)
         finally:
             cursor.close()
 
@@ -187,8 +204,9 @@ def merged_chunks(
     streams = [(stream_sorted(db, name, chunk_size), key, name) for name, _ in children]
     chunk: list[Row] = []
     for row, groups in merge_children(stream_sorted(db, parent, chunk_size), key, streams, parent_query=parent):
-        for (_, attribute), group in zip(children, groups):
+        for (name, attribute), group in zip(children, groups):
             row[attribute] = group
+            _reject_for_children(row, name, group)
         chunk.append(row)
         if len(chunk) >= chunk_size:
             yield chunk
@@ -205,15 +223,33 @@ def attach_children(db: Any, rows: list[Row], key: str, children: Sequence[tuple
 
     ids = sorted({_key(r.get(key)) for r in rows})
     by_parent: dict[str, dict[str, list[Row]]] = {}
-    with db.connect() as conn:
+    with db.connect() as conn, tolerant_text(conn):
         for name, attribute in children:
-            stmt = sa.text(f"SELECT * FROM ({source_sql(name)}) src WHERE src.{key} IN :ids").bindparams(
+            stmt = sa.text(f"SELECT * FROM ({source_sql(name, db)}) src WHERE src.{key} IN :ids").bindparams(
                 sa.bindparam("ids", expanding=True))
             for start in range(0, len(ids), 900):
-                for child in conn.execute(stmt, {"ids": ids[start:start + 900]}).mappings():
-                    by_parent.setdefault(_key(child[key]), {}).setdefault(attribute, []).append(dict(child))
+                result = conn.execute(stmt, {"ids": ids[start:start + 900]})
+                read = row_reader(list(result.keys()), types_for(name), convert=False,
+                                  bytes_are_bad=db.dialect.name == "sqlite")
+                for child in map(read, result):
+                    by_parent.setdefault(_key(child[key]), {}).setdefault(attribute, []).append(child)
     for row in rows:
         groups = by_parent.get(_key(row.get(key)), {})
-        for _, attribute in children:
+        for name, attribute in children:
             row[attribute] = groups.get(attribute, [])
+            _reject_for_children(row, name, row[attribute])
     return rows
+
+
+def _reject_for_children(parent: Row, query: str, group: list[Row]) -> None:
+    """Mark ``parent`` rejected when one of its child rows is (its own bad value comes first):
+    a product with an unreadable variant, or an order with an unreadable line, is not sent."""
+    if REJECTED in parent:
+        return
+    for child in group:
+        bad = child.get(REJECTED)
+        if bad is not None:
+            child_key = SORT_KEYS.get(query, ("",))[-1]
+            where = f"{query} row {child_key}={child.get(child_key)!r}" if child_key else f"{query} row"
+            parent[REJECTED] = BadValue(f"{query}.{bad.column}", bad.value, f"{bad.problem} ({where})")
+            return

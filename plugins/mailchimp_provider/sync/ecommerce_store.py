@@ -14,6 +14,7 @@ from typing import Any
 
 from mailchimp_provider.errors import MailchimpConfigError, MailchimpNotFoundError
 from mailchimp_provider.sync.ecommerce_config import EcommerceSyncConfig
+from mailchimp_provider.sync.paths import api_path
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,8 @@ class StoreStatus:
 
 
 def store_path(store_id: str, *parts: str) -> str:
-    """``/ecommerce/stores/{store_id}/...`` (ids are used verbatim; they are validated ≤ 50 chars)."""
-    return "/".join(["/ecommerce/stores", store_id, *parts])
+    """``/ecommerce/stores/{store_id}/...``, every segment percent-encoded (``sync.paths``)."""
+    return api_path("ecommerce", "stores", store_id, *parts)
 
 
 def resolve_list_id(hook: Any, config: EcommerceSyncConfig, *, create: bool = True) -> str | None:

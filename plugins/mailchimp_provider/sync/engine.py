@@ -33,11 +33,25 @@ engine supplies everything that is the same for every entity:
   confirmed write; a failure only moves ``attempts``/``last_outcome``/``last_error`` and records
   the failed payload in ``extra["pending"]`` (``"<step>:<hash>"``) and its reason in
   ``extra["reason"]``. Skips (invalid email, duplicates...) are recorded as the plan goes by.
+* **One bad row is one skipped record.** :meth:`SyncEngine.screen_rows` takes out, before any rule
+  sees them, rows whose id is missing (``missing_id``, under a synthetic record id), too long or
+  unusable in a URL (``invalid: <key>``), on several rows (``duplicate_id``) or that carry a value
+  the extraction could not read (``bad_value``, naming the column and the value). They are
+  recorded as ``skipped``; the run goes on and the failure threshold decides the task state.
 * **Quarantine.** A payload that failed ``max_attempts`` times (across runs) is quarantined: it is
   skipped with reason ``quarantined`` until its source row changes (a new hash). Rules can also
   declare an answer *terminal* (e.g. "Member In Compliance State"): recorded as ``skipped`` and
   quarantined at once, because retrying the same payload cannot succeed.
 * **Within a run** a record whose operation failed is not sent again (the next run retries it).
+* **Lost results are never "unchanged".** A write that was sent but whose result never arrived
+  (its batch expired or was abandoned before the results were read) has no confirmed outcome: the
+  record is planned again in the next pass of the same run (passes are bounded by
+  :data:`MAX_PASSES`), and if it is still unconfirmed when planning ends, :meth:`SyncEngine.finish`
+  records it as ``outcome='pending'`` (reason ``result_lost``, ``sync_state.last_outcome =
+  'pending'``), and raises :class:`SyncUnconfirmed` saying how many, why and what to do. Records
+  that depend on it (orders of a pending customer) wait with reason ``customer_pending``.
+  Results of a batch applied twice (a retry after a kill during apply) are recorded once: the
+  first try's rows, ``create`` labels included, are kept.
 * **Dry run.** Every planned operation is recorded as ``outcome='planned'`` (reason = the action,
   e.g. ``create``/``update``/``unsubscribe``/``tags``/``erase``; ``error_detail`` holds the
   human detail such as tag changes) and nothing is sent; ``sync_state`` is untouched.
@@ -108,6 +122,9 @@ OUTCOME_OK = "ok"
 OUTCOME_FAILED = "failed"
 OUTCOME_SKIPPED = "skipped"
 OUTCOME_PLANNED = "planned"
+OUTCOME_PENDING = "pending"
+"""Sent, but Mailchimp's answer never arrived (lost results): neither confirmed nor unchanged."""
+REASON_RESULT_LOST = "result_lost"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -326,6 +343,9 @@ class RunContext:
     they would have (ignore ``full_refresh``-independent side data that may have moved on)."""
     data: dict[str, Any] = field(default_factory=dict)
     """Per-run data rules prepare once in :meth:`EntityRules.prepare` (duplicates, erasures...)."""
+    retry_archived: bool = False
+    """Re-add members archived in Mailchimp (run parameter ``retry_archived``); otherwise they are
+    skipped with reason ``archived_in_mailchimp`` and no opt-in is sent for them."""
 
 
 @dataclass(frozen=True)
@@ -356,6 +376,10 @@ class SyncThresholdExceeded(MailchimpError):
     """Too many records failed in this run; the message says which errors and how to list them."""
 
 
+class SyncUnconfirmed(MailchimpError):
+    """Writes were sent but never confirmed (results lost); the message says how many, why, what to do."""
+
+
 # ------------------------------------------------------------------------------------------------
 # entity rules
 # ------------------------------------------------------------------------------------------------
@@ -368,9 +392,17 @@ class EntityRules:
     """Source query name: ``include/sql/<sql_name>.sql``."""
     key_column: str = ""
     """Column of the source query that identifies a record (becomes ``record_id``)."""
+    max_id_length: int | None = None
+    """Longest id the engine lets through (``invalid: <key_column>`` beyond it); None = no engine
+    check (the rules' payload builders check ids themselves)."""
 
     def prepare(self, engine: "SyncEngine", ctx: RunContext) -> None:
         """Load per-run data into ``ctx.data`` before the first pass (default: nothing)."""
+
+    def audited_list(self, hook: Any) -> str | None:
+        """The audience whose member changes must be read (``sync.audit``) before this entity is
+        planned, because its writes can change members' statuses; None (the default): no audit."""
+        return None
 
     def plan(
         self, engine: "SyncEngine", rows: list[dict[str, Any]], states: dict[str, StateRow], ctx: RunContext
@@ -446,9 +478,14 @@ class SyncEngine:
         self.settings = settings or SyncSettings()
         self.entity = rules.entity
         self._prepared = False
+        self._duplicate_ids: dict[str, str] = {}
+        """Ids on several source rows -> the detail of their ``duplicate_id`` skip."""
         self._generator: Iterator[list[PlannedOp]] | None = None
         self._prefetched: Any = _NOT_FETCHED
         self._in_flight: dict[str, PlannedOp] = {}
+        """Operations handed over and not answered yet; what is left once planning ended was lost."""
+        self._abandoned: list[tuple[str, str]] = []
+        """``(batch id, why)`` of this process's abandoned batches (for the lost-results message)."""
         self._last_full_pass: _PassStats | None = None
         self._skips_recorded: set[tuple[str, str]] = set()
         self._settled: set[str] = set()
@@ -467,6 +504,7 @@ class SyncEngine:
         if self._prepared:
             return
         self.tables.create_all(self.db)
+        self._duplicate_ids = self.find_duplicate_ids()
         self.rules.prepare(self, self.ctx)
         self._prepared = True
 
@@ -554,8 +592,8 @@ class SyncEngine:
                 log.info("%s: every write of pass %d was final; no follow-up pass", self.entity, pass_no)
                 return
         log.warning(
-            "%s: stopped after %d planning passes with operations still planned; the next run "
-            "continues (this happens when results are lost, e.g. an expired batch)", self.entity, MAX_PASSES,
+            "%s: stopped after %d planning passes with operations still planned; writes whose results "
+            "were lost (e.g. an expired batch) are recorded as pending when the task finishes", self.entity, MAX_PASSES,
         )
 
     # -- which records the next pass re-plans -------------------------------------------------
@@ -584,7 +622,13 @@ class SyncEngine:
         rules, ctx = self.rules, self.ctx
         check = rules.supports_unchanged_check and not ctx.full_refresh
         for rows in self.source_chunks():
+            first_row = stats.records + 1
             stats.records += len(rows)
+            rows, refused = self.screen_rows(rows, first_row)
+            if refused and only is None:
+                if record_skips:
+                    self._record_skips(refused)
+                yield from refused
             if only is not None:
                 rows = [r for r in rows if str(r[key]) in only]
                 if not rows:
@@ -629,6 +673,91 @@ class SyncEngine:
                 self._record_skips(extra)
             yield from extra
 
+    # -- rows the rules never see: unreadable values and unusable ids ------------------------------
+    def screen_rows(self, rows: list[dict[str, Any]], first_row: int = 1) -> tuple[list[dict[str, Any]], list[RecordPlan]]:
+        """Split a chunk into rows the rules may plan and skip plans for the others.
+
+        A row is skipped, never sent and never fatal, when its id is missing (``missing_id``: it
+        gets a synthetic record id, ``<missing KEY: hash>``, made from its values, so it still has
+        a result row), too long or unusable in a URL (``invalid: <key_column>``), shared with
+        another row (``duplicate_id``, the other rows named: sending either could overwrite the
+        other), or when one of its values could not be read (``bad_value``; see
+        ``warehouse.extract.REJECTED``). ``first_row`` is the chunk's position in the query, for
+        the detail of a row without an id.
+        """
+        from mailchimp_provider.warehouse.extract import REJECTED
+
+        key, limit = self.rules.key_column, self.rules.max_id_length
+        duplicates = self._duplicate_ids
+        kept: list[dict[str, Any]] = []
+        refused: list[RecordPlan] = []
+        for n, row in enumerate(rows, first_row):
+            raw = row.get(key)
+            record_id = id_text(raw)
+            if record_id is None:
+                synthetic = f"<missing {key}: {_row_hash(row)}>"
+                refused.append(RecordPlan(synthetic, skips=[Skip(
+                    synthetic, "missing_id",
+                    f"row {n} of query {self.rules.sql_name!r} has no {key} (NULL or empty): {_row_clues(row, key)}; "
+                    "recorded under a synthetic id made from a hash of its values")]))
+                continue
+            problem = None
+            if limit is not None and len(record_id) > limit:
+                problem = f"{key} is {len(record_id)} characters long; at most {limit} are allowed"
+            elif record_id.strip(".") == "":
+                problem = f"{key} {record_id!r} cannot be used in a Mailchimp URL"
+            if problem is not None:
+                rid = record_id[:MAX_RESULT_ID]
+                refused.append(RecordPlan(rid, skips=[Skip(rid, f"invalid: {key}", problem)]))
+                continue
+            if duplicates and record_id in duplicates:
+                rid = record_id[:MAX_RESULT_ID]
+                refused.append(RecordPlan(rid, skips=[Skip(rid, "duplicate_id", duplicates[record_id])]))
+                continue
+            bad = row.get(REJECTED)
+            if bad is not None:
+                rid = record_id[:MAX_RESULT_ID]
+                refused.append(RecordPlan(rid, skips=[Skip(rid, "bad_value", bad.detail)]))
+                continue
+            kept.append(row)
+        return kept, refused
+
+    def find_duplicate_ids(self) -> dict[str, str]:
+        """Ids that several source rows share, each with a detail naming how its rows differ.
+
+        Found in SQL (a ``GROUP BY`` of the entity's query), so only duplicated rows come back
+        however big the source; a whole-run scan in Python would hold every id in memory."""
+        from mailchimp_provider.warehouse.extract import tolerant_text
+
+        if not self.rules.sql_name or not self.rules.key_column:
+            return {}
+        key, name = self.rules.key_column, self.rules.sql_name
+        sql = source_sql(name, self.db)
+        stmt = sa.text(
+            f"SELECT * FROM ({sql}) src WHERE src.{key} IN (SELECT d.{key} FROM ({sql}) d "
+            f"WHERE d.{key} IS NOT NULL GROUP BY d.{key} HAVING count(*) > 1)"
+        )
+        groups: dict[str, list[dict[str, Any]]] = {}
+        with self.db.connect() as conn, tolerant_text(conn):
+            for row in conn.execute(stmt).mappings():
+                record_id = id_text(row[key])
+                if record_id is not None:
+                    groups.setdefault(record_id, []).append(dict(row))
+        out: dict[str, str] = {}
+        for record_id, group in groups.items():
+            differing = [c for c in group[0] if c != key and len({repr(r.get(c)) for r in group}) > 1]
+            shown = "; ".join(
+                f"{c}: " + " / ".join(_shorten(r.get(c)) for r in group) for c in differing[:3]
+            ) or "the rows are identical"
+            out[record_id] = (
+                f"{len(group)} rows of query {name!r} have {key} {_shorten(record_id)} ({shown}); "
+                "none of them is sent until the id is unique"
+            )
+        if out:
+            log.warning("%s: %d id(s) appear on several rows of %r and are skipped (duplicate_id)",
+                        self.entity, len(out), name)
+        return out
+
     def _filter(self, plan: RecordPlan, state: StateRow | None, failed: set[tuple[str, str]]) -> RecordPlan:
         """Drop writes already settled in this run (failed; or, in a full refresh, done); turn
         quarantined writes into skips."""
@@ -655,19 +784,27 @@ class SyncEngine:
 
         yield from stream_sql(self.db, self.rules.sql_name, chunk_size=self.settings.chunk_size)
 
-    def fetch_source(self, record_ids: Sequence[str]) -> list[dict[str, Any]]:
-        """Source rows for some records, by wrapping the entity's SQL (used to re-plan after a restart)."""
+    def fetch_source(self, record_ids: Sequence[str], *, convert: bool = True) -> list[dict[str, Any]]:
+        """Source rows for some records, by wrapping the entity's SQL (used to re-plan after a
+        restart), read like the full scan reads them (``convert=False``: values as the driver
+        returns them, only checked); unreadable rows are marked, as in ``extract.stream_sql``."""
+        from mailchimp_provider.warehouse.extract import row_reader, tolerant_text, types_for
+
         if not record_ids:
             return []
-        sql = source_sql(self.rules.sql_name)
+        sql = source_sql(self.rules.sql_name, self.db)
         key = self.rules.key_column
         out: list[dict[str, Any]] = []
         stmt = sa.text(f"SELECT * FROM ({sql}) src WHERE src.{key} IN :ids").bindparams(
             sa.bindparam("ids", expanding=True)
         )
-        with self.db.connect() as conn:
+        types = types_for(self.rules.sql_name)
+        with self.db.connect() as conn, tolerant_text(conn):
             for part in _chunks(list(record_ids), STATE_LOOKUP_CHUNK):
-                out.extend(dict(r._mapping) for r in conn.execute(stmt, {"ids": part}))
+                result = conn.execute(stmt, {"ids": part})
+                read = row_reader(list(result.keys()), types, convert=convert,
+                                  bytes_are_bad=conn.dialect.name == "sqlite")
+                out.extend(read(r) for r in result)
         return out
 
     def load_states(self, record_ids: Iterable[str]) -> dict[str, StateRow]:
@@ -784,6 +921,18 @@ class SyncEngine:
 
     def _apply_slice(self, batch_id: str | None, items: list[tuple[OpRef, "OperationResult"]]) -> Counter[str]:
         counts: Counter[str] = Counter()
+        recorded = self.recorded_in_batch(batch_id, {ref.record_id for ref, _ in items})
+        if recorded:
+            # A retry re-applying a batch an earlier try had partly applied (killed mid-apply):
+            # those results are in already; applying them again would read the state they wrote
+            # and relabel this run's creates as updates.
+            for ref, _ in items:
+                if str(ref) in recorded:
+                    self._in_flight.pop(str(ref), None)
+                    counts["already_recorded"] += 1
+            items = [(ref, result) for ref, result in items if str(ref) not in recorded]
+            if not items:
+                return counts
         ids = list(dict.fromkeys(ref.record_id for ref, _ in items))
         states = self.load_states(ids)
         missing = [ref for ref, _ in items if str(ref) not in self._in_flight]
@@ -819,6 +968,21 @@ class SyncEngine:
         self._write(states=[states[i].to_row() for i in touched], results=result_rows)
         return counts
 
+    def recorded_in_batch(self, batch_id: str | None, record_ids: set[str]) -> set[str]:
+        """Operation ids of ``batch_id`` whose results this run already recorded (for ``record_ids``)."""
+        if batch_id is None or not record_ids:
+            return set()
+        t = self.tables.sync_result
+        stmt = sa.select(t.c.operation_id).where(
+            t.c.run_id == self.ctx.run_id, t.c.entity == self.entity, t.c.batch_id == batch_id,
+            t.c.record_id.in_(sa.bindparam("ids", expanding=True)),
+        )
+        found: set[str] = set()
+        with self.db.connect() as conn:
+            for part in _chunks(sorted(record_ids), STATE_LOOKUP_CHUNK):
+                found.update(r[0] for r in conn.execute(stmt, {"ids": part}) if r[0])
+        return found
+
     def _operation_name(self, step: str) -> str:
         names = getattr(self.rules, "operation_names", {}) or {}
         return names.get(step, step)
@@ -827,7 +991,7 @@ class SyncEngine:
         """Plan some records again to recover their operations' context after a restart."""
         replanning = RunContext(**{**self.ctx.__dict__, "replanning": True, "data": self.ctx.data})
         ops: dict[str, PlannedOp] = {}
-        rows = self.fetch_source(sorted(record_ids))
+        rows, _ = self.screen_rows(self.fetch_source(sorted(record_ids)))
         plans = list(self.rules.plan(self, rows, states, replanning)) if rows else []
         found = {str(r[self.rules.key_column]) for r in rows}
         rest = [i for i in record_ids if i not in found]
@@ -915,13 +1079,64 @@ class SyncEngine:
                            total_records=self._last_full_pass.records if self._last_full_pass else None)
 
     def finish(self, logger: logging.Logger | logging.LoggerAdapter | None = None) -> "SyncSummary":
-        """Log the summary table (to ``logger``, e.g. the task's) and apply the failure threshold."""
+        """Log the summary table (to ``logger``, e.g. the task's), then fail on lost results
+        (:class:`SyncUnconfirmed`) or past the failure threshold."""
+        pending = self.record_unconfirmed()
         summary = self.summary()
         (logger or log).info("\n%s", format_summary(summary, dry_run=self.ctx.dry_run))
         if summary.count(OUTCOME_OK) + summary.count(OUTCOME_FAILED) >= ANALYZE_AFTER_WRITES:
             refresh_statistics(self.db, [self.tables.sync_state, self.tables.sync_result])
+        if pending:
+            raise SyncUnconfirmed(self.unconfirmed_message(pending))
         self.check_failure_threshold(summary)
         return summary
+
+    # -- lost results --------------------------------------------------------------------------
+    def note_abandoned(self, batch_id: str, error: str) -> None:
+        """A batch of this process was abandoned: its operations stay unanswered (see :meth:`finish`)."""
+        self._abandoned.append((batch_id, error.split(" What to do:")[0].strip() or "abandoned"))
+
+    def record_unconfirmed(self) -> int:
+        """Record the writes still unanswered when planning ended as ``pending`` / ``result_lost``
+        (result row and ``sync_state.last_outcome``; confirmed columns untouched, so the next run
+        plans them again). Returns how many records that is."""
+        if self.ctx.dry_run or not self._in_flight:
+            return 0
+        lost = list(self._in_flight.values())
+        self._in_flight = {}
+        states = self.load_states({op.record_id for op in lost})
+        detail = (f"sent {MAX_PASSES} time(s) at most in this run; Mailchimp's results never arrived "
+                  "(batch results expired or the batch was abandoned); the write may or may not have been applied")
+        result_rows, state_rows = [], {}
+        for op in lost:
+            result_rows.append(self._result_row(
+                op.record_id, op.operation, OUTCOME_PENDING, REASON_RESULT_LOST, status_decision=op.status_decision,
+                error_detail=detail, operation_id=str(op.ref(self.entity)),
+            ))
+            state = states.get(op.record_id) or StateRow(self.entity, op.record_id)
+            state.extra = {**state.extra, "reason": REASON_RESULT_LOST}
+            state.last_outcome = OUTCOME_PENDING
+            state.last_error = f"{op.operation} {op.action}: result lost"
+            state_rows[op.record_id] = state.to_row()
+        self._write(states=list(state_rows.values()), results=result_rows)
+        return len(state_rows)
+
+    def unconfirmed_message(self, pending: int) -> str:
+        """What a person needs when results were lost: how many, why, and what to do."""
+        run_id = self.ctx.run_id.replace("'", "''")
+        ids = [batch_id for batch_id, _ in self._abandoned]
+        batches = (f"{len(ids)} batch(es) abandoned ({', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''}); "
+                   f"the first: {self._abandoned[0][1]}") if ids else "their batches were abandoned in an earlier try"
+        return (
+            f"{pending} {self.entity} record(s) were sent to Mailchimp but their results never arrived, after up to "
+            f"{MAX_PASSES} planning passes in run {self.ctx.run_id}: {batches}. "
+            "They are recorded as outcome 'pending' (reason result_lost), not as unchanged: their writes may or may "
+            "not have been applied. What to do: retry or clear this task; it sends only what is not confirmed, and "
+            "resending is safe (idempotent writes). If it happens again, batch results expire before this task reads "
+            "them: check that the worker can download the results URL promptly, and lower max_operations_per_batch. "
+            f"List them with: SELECT record_id, operation, error_detail FROM {self.tables.table_name('sync_result')} "
+            f"WHERE run_id = '{run_id}' AND entity = '{self.entity}' AND outcome = 'pending' ORDER BY record_id"
+        )
 
     def check_failure_threshold(self, summary: "SyncSummary") -> None:
         """Raise :class:`SyncThresholdExceeded` when failures exceed ``max_failure_share``."""
@@ -968,6 +1183,10 @@ class SyncSummary:
     """Records the last complete planning pass saw (None when no pass ran in this process)."""
     distinct_records: int = 0
     """Records with at least one result row in this run."""
+    ok_after_error: list[tuple[str, int, int]] = field(default_factory=list)
+    """``(reason, http_status, count)`` of ok rows whose answer was an HTTP error: Mailchimp's batch
+    counts them as errored operations, the sync as done (404 on erasing or unsubscribing someone
+    who is not in the audience: there was nothing to delete)."""
 
     def count(self, outcome: str, reason: str | None = None) -> int:
         return sum(n for o, _, r, n in self.rows if o == outcome and (reason is None or r == reason))
@@ -1007,10 +1226,17 @@ def run_summary(
         .order_by(t.c.outcome, t.c.operation, t.c.reason)
     )
     distinct = sa.select(sa.func.count(sa.distinct(t.c.record_id))).where(*where)
+    ok_error = (
+        sa.select(t.c.reason, t.c.http_status, sa.func.count())
+        .where(*where, t.c.outcome == OUTCOME_OK, t.c.http_status >= 400)
+        .group_by(t.c.reason, t.c.http_status)
+        .order_by(t.c.reason, t.c.http_status)
+    )
     with db.connect() as conn:
         rows = [(r[0], r[1], r[2] or "", int(r[3])) for r in conn.execute(stmt)]
         n_distinct = int(conn.execute(distinct).scalar() or 0)
-    return SyncSummary(run_id, entity or "*", rows, total_records, n_distinct)
+        after_error = [(r[0] or "", int(r[1]), int(r[2])) for r in conn.execute(ok_error)]
+    return SyncSummary(run_id, entity or "*", rows, total_records, n_distinct, after_error)
 
 
 def top_error_titles(db: sa.Engine, tables: "WarehouseTables", run_id: str, entity: str, limit: int = 5) -> list[tuple[str, int]]:
@@ -1047,15 +1273,23 @@ def format_summary(summary: SyncSummary, *, dry_run: bool = False) -> str:
     total_line = ", ".join(f"{k}={v}" for k, v in sorted(totals.items()))
     if summary.unchanged is not None:
         total_line += (", " if total_line else "") + f"unchanged={summary.unchanged}"
-    return "\n".join([title, rule, fmt(header), rule, *body, rule, "totals: " + (total_line or "none")])
+    notes = []
+    if summary.ok_after_error:
+        n = sum(count for *_, count in summary.ok_after_error)
+        parts = ", ".join(f"{count} {reason} (HTTP {status})" for reason, status, count in summary.ok_after_error)
+        notes.append(f"note: {n} operation(s) Mailchimp's batches count as errored are ok here: {parts}. "
+                     "A 404 on deleting or unsubscribing someone means they are not in the audience: "
+                     "nothing was left to do.")
+    return "\n".join([title, rule, fmt(header), rule, *body, rule, "totals: " + (total_line or "none"), *notes])
 
 
 # ------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------
-def source_sql(name: str) -> str:
+def source_sql(name: str, db: sa.Engine | None = None) -> str:
     """The text of ``include/sql/<name>.sql`` without comments or a trailing semicolon, so it can
-    be wrapped as a subquery."""
+    be wrapped as a subquery. With ``db``, optional columns that warehouse lacks read as NULL
+    (``warehouse.optional_inputs``)."""
     from mailchimp_provider.warehouse import extract
 
     loader = getattr(extract, "load_sql", None) or getattr(extract, "read_sql", None)
@@ -1064,7 +1298,43 @@ def source_sql(name: str) -> str:
     text = loader(name)
     lines = [line.split("--", 1)[0] if "--" in line and "'" not in line else line for line in text.splitlines()]
     sql = "\n".join(lines).strip().rstrip(";").strip()
+    if db is not None:
+        from mailchimp_provider.warehouse.optional_inputs import resolve_optional_columns
+
+        sql = resolve_optional_columns(db, sql)
     return sql
+
+
+MAX_RESULT_ID = 255
+"""Width of ``sync_result.record_id`` / ``sync_state.record_id``: longer (refused) ids are cut."""
+
+
+def id_text(value: Any) -> str | None:
+    """A source id as text, or None when it is missing (NULL, empty or blank)."""
+    if value is None:
+        return None
+    if type(value) is not str:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        value = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return value.strip() or None
+
+
+def _shorten(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _row_hash(row: dict[str, Any]) -> str:
+    """A short stable hash of a row's values: the synthetic id of a row without an id."""
+    values = repr(sorted((k, v) for k, v in row.items() if not k.startswith("_")))
+    return hashlib.blake2b(values.encode("utf-8", "replace"), digest_size=5).hexdigest()
+
+
+def _row_clues(row: dict[str, Any], key: str, n: int = 3) -> str:
+    """The first few non-empty values of a row, so a person can find it in the source."""
+    clues = [f"{k}={_shorten(v)}" for k, v in row.items() if k != key and not k.startswith("_") and v not in (None, "")]
+    return ", ".join(clues[:n]) or "every column is empty"
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

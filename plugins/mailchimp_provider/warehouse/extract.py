@@ -6,14 +6,23 @@ so the query text is data, not code. Rows are fetched through a server-side curs
 
 Drivers disagree on types, so values are normalised by the contract's logical column types
 (``source_tables.SOURCE_COLUMNS``): SQLite's 0/1 become ``bool``, timestamp strings and naive
-datetimes become aware UTC datetimes, float money becomes ``Decimal``. A value that cannot be
-read raises ``ValueError`` naming the query, the record and the column.
+datetimes become aware UTC datetimes, float money becomes ``Decimal``.
+
+One bad value is one bad record, never a failed query: a value that cannot be read or converted
+(``created_at = 'not a date'``, ``marketing_opt_in = 2``, text that is not UTF-8 on SQLite) is
+left as the driver returned it and the row is yielded marked with :data:`REJECTED` (a
+:class:`BadValue` naming the column and the value). The sync engine records such a row as
+``skipped`` with reason ``bad_value``; the rest of the run goes on. Readers of safety inputs
+(erasure requests) pass ``strict=True`` instead, and the first bad value raises.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+import sqlite3
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -22,27 +31,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from mailchimp_provider.errors import MailchimpConfigError
+from mailchimp_provider.include_paths import SQL_DIR_ENV, sql_dir
 from mailchimp_provider.warehouse.source_tables import COLUMN_TYPES, SOURCE_COLUMNS
 from mailchimp_provider.warehouse.tables import to_utc
 
-SQL_DIR_ENV = "MAILCHIMP_SQL_DIR"
 DEFAULT_CHUNK_SIZE = 5_000
-
-# plugins/mailchimp_provider/warehouse/extract.py -> project root (include/ is a sibling of plugins/)
-_PROJECT_ROOT = Path(__file__).resolve().parents[3]
-
-
-def sql_dir() -> Path:
-    """Where ``<name>.sql`` files are looked up: $MAILCHIMP_SQL_DIR, else ``<project>/include/sql``."""
-    override = os.environ.get(SQL_DIR_ENV)
-    if override:
-        return Path(override).expanduser()
-    candidates = [_PROJECT_ROOT / "include" / "sql"]
-    airflow_home = os.environ.get("AIRFLOW_HOME")
-    if airflow_home:
-        candidates.append(Path(airflow_home) / "include" / "sql")
-    candidates.append(Path.cwd() / "include" / "sql")
-    return next((c for c in candidates if c.is_dir()), candidates[0])
+REJECTED = "_rejected"
+"""Reserved key of a yielded row whose value is a :class:`BadValue`: the row could not be read."""
+SHOWN_VALUE_CHARS = 40
+"""How much of a bad value a reason shows (values may be long, binary or personal)."""
 
 
 def sql_path(name_or_path: str | os.PathLike[str]) -> Path:
@@ -64,6 +61,116 @@ def load_sql(name_or_path: str | os.PathLike[str]) -> str:
     return sql[:-1].rstrip() if sql.endswith(";") else sql
 
 
+@dataclass(frozen=True)
+class BadValue:
+    """A value that could not be read: which column, the value (shortened), and what was expected."""
+
+    column: str
+    value: Any
+    problem: str
+    """What the value is not, e.g. ``is not a timestamp``."""
+
+    @property
+    def detail(self) -> str:
+        """``column created_at: 'not a date' is not a timestamp`` (the value shortened)."""
+        return f"column {self.column}: {shorten(self.value)} {self.problem}"
+
+
+def shorten(value: Any, limit: int = SHOWN_VALUE_CHARS) -> str:
+    """``repr`` of a value cut to ``limit`` characters, so a reason stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_PROBLEMS = {
+    "bool": "is not a boolean (true/false, 1/0)",
+    "decimal": "is not a number",
+    "int": "is not an integer",
+    "timestamp": "is not a timestamp",
+}
+
+
+def types_for(entity: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Logical type per column for a query named ``entity`` (the contract's, then ``overrides``)."""
+    return {**COLUMN_TYPES, **SOURCE_COLUMNS.get(entity, {}), **(overrides or {})}
+
+
+def row_reader(
+    keys: list[str], types: Mapping[str, str], *, convert: bool = True, bytes_are_bad: bool = False
+) -> Callable[[Any], dict[str, Any]]:
+    """A function turning one driver row (a sequence in ``keys`` order) into a dict.
+
+    With ``convert`` the values of typed columns are normalised (see the module docstring);
+    without it they are only checked, and stay as the driver returned them (the merge-joined
+    e-commerce sources, whose payload builders normalise every type). Either way a value that
+    cannot be read marks the row with :data:`REJECTED` instead of raising. With ``bytes_are_bad``
+    (SQLite read under :func:`tolerant_text`) a ``bytes`` value is text that could not be decoded,
+    and rejects its row the same way.
+    """
+    table = _CONVERTERS if convert else _CHECKERS
+    converters = [table.get(types.get(k, ""), _any_value) for k in keys]
+    # Text columns pass through as they are; only the others cost a call per value.
+    typed = [(i, k, types.get(k, ""), fn) for i, (k, fn) in enumerate(zip(keys, converters)) if fn is not _to_text]
+    if not convert:  # values the driver already typed need no check
+        typed = [t for t in typed if t[3] is not _any_value]
+
+    def read(row: Any) -> dict[str, Any]:
+        record: dict[str, Any] = dict(zip(keys, row))
+        for i, k, kind, fn in typed:
+            value = row[i]
+            if value is None or (not convert and type(value) in _DRIVER_TYPED.get(kind, ())):
+                continue
+            try:
+                result = fn(value)
+            except (ValueError, TypeError, InvalidOperation, ArithmeticError):
+                record[REJECTED] = BadValue(k, value, _PROBLEMS.get(kind, "cannot be read"))
+                return record
+            if convert:
+                record[k] = result
+        if bytes_are_bad and bytes in map(type, row):  # C-speed scan; rare hit
+            column = next(k for k, v in zip(keys, row) if type(v) is bytes)
+            record[REJECTED] = BadValue(column, record[column], "is not valid UTF-8 text")
+        return record
+
+    return read
+
+
+_DRIVER_TYPED: dict[str, tuple[type, ...]] = {
+    "bool": (bool,),
+    "decimal": (Decimal, int, float),
+    "int": (int,),
+    "timestamp": (datetime,),
+}
+
+
+def _undecodable_as_bytes(raw: bytes) -> str | bytes:
+    """SQLite ``text_factory``: UTF-8 text as ``str``; anything else stays ``bytes`` so that one
+    row can be rejected by name instead of the whole query failing with ``OperationalError``."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
+@contextmanager
+def tolerant_text(conn: sa.Connection) -> Iterator[None]:
+    """While the block runs, SQLite text that is not valid UTF-8 is read as ``bytes`` on ``conn``
+    (other dialects are left alone: PostgreSQL refuses invalid text when it is written)."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    raw = conn.connection.driver_connection
+    if not isinstance(raw, sqlite3.Connection):
+        yield
+        return
+    previous = raw.text_factory
+    raw.text_factory = _undecodable_as_bytes
+    try:
+        yield
+    finally:
+        raw.text_factory = previous
+
+
 def stream_sql(
     engine: sa.Engine,
     name_or_path: str | os.PathLike[str],
@@ -71,45 +178,42 @@ def stream_sql(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     params: Mapping[str, Any] | None = None,
     column_types: Mapping[str, str] | None = None,
+    strict: bool | Collection[str] = False,
 ) -> Iterator[list[dict[str, Any]]]:
     """Yield the query's rows as lists of at most ``chunk_size`` dicts (column name -> value).
 
     ``params`` binds ``:name`` placeholders in the SQL. ``column_types`` (column -> ``bool``,
     ``timestamp``, ``decimal``, ``int`` or ``text``) overrides the contract's types, for queries
-    with extra columns.
+    with extra columns. A row with a value that cannot be read carries :data:`REJECTED`; with
+    ``strict`` (safety inputs: True, or the columns that matter) it raises ``ValueError`` naming
+    the query file, the record and the column instead.
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
     label = os.fspath(name_or_path)
-    sql = load_sql(name_or_path)
-    entity = Path(label).stem if label.endswith(".sql") else label
-    types = {**COLUMN_TYPES, **SOURCE_COLUMNS.get(entity, {}), **(column_types or {})}
+    from mailchimp_provider.warehouse.optional_inputs import resolve_optional_columns
 
-    with engine.connect() as conn:
+    sql = resolve_optional_columns(engine, load_sql(name_or_path))
+    entity = Path(label).stem if label.endswith(".sql") else label
+    types = types_for(entity, column_types)
+
+    with engine.connect() as conn, tolerant_text(conn):
         result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(
             sa.text(sql), dict(params or {})
         )
         try:
             keys = list(result.keys())
-            converters = [_CONVERTERS.get(types.get(k, ""), _any_value) for k in keys]
-            # Text columns pass through as they are; only the others cost a call per value.
-            converted = [(i, k, convert) for i, (k, convert) in enumerate(zip(keys, converters)) if convert is not _to_text]
+            read = row_reader(keys, types, bytes_are_bad=conn.dialect.name == "sqlite")
             for partition in result.partitions(chunk_size):
-                chunk = []
-                for row in partition:
-                    record: dict[str, Any] = dict(zip(keys, row))
-                    for i, k, convert in converted:
-                        value = row[i]
-                        if value is None:
-                            continue
-                        try:
-                            record[k] = convert(value)
-                        except (ValueError, TypeError, InvalidOperation) as exc:
+                chunk = [read(row) for row in partition]
+                if strict:
+                    for record in chunk:
+                        bad = record.get(REJECTED)
+                        if bad is not None and (strict is True or bad.column in strict):
                             raise ValueError(
-                                f"query {label!r}, record {keys[0]}={row[0]!r}: column {k!r} has "
-                                f"unreadable value {value!r} ({exc})"
-                            ) from None
-                    chunk.append(record)
+                                f"query {label!r} ({sql_path(name_or_path)}), record {keys[0]}="
+                                f"{shorten(record.get(keys[0]))}: {bad.detail}"
+                            )
                 yield chunk
         finally:
             result.close()
@@ -158,6 +262,17 @@ def _to_text(value: Any) -> Any:
     return value
 
 
+_from_iso = datetime.fromisoformat
+
+
+def _check_timestamp(value: Any) -> Any:
+    """The timestamp check of an unconverted read: the common ISO text costs one C call."""
+    try:
+        return _from_iso(value)
+    except (TypeError, ValueError):
+        return to_utc(value)
+
+
 def _any_value(value: Any) -> Any:
     return to_utc(value) if isinstance(value, datetime) else value
 
@@ -169,3 +284,5 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "timestamp": _to_timestamp,
     "text": _to_text,
 }
+_CHECKERS: dict[str, Callable[[Any], Any]] = {**_CONVERTERS, "timestamp": _check_timestamp}
+"""Checks of an unconverted read (``row_reader(convert=False)``): what is returned is ignored."""

@@ -1,7 +1,13 @@
 """The tables this project writes to the warehouse, as SQLAlchemy Core ``Table`` objects.
 
-Names and keys follow /work/shared/warehouse-contract.md ("Tables the project writes"); reverse
-tables use the Fivetran Mailchimp column names so ``fivetran/dbt_mailchimp``-style models port over.
+Names and keys follow /work/shared/warehouse-contract.md ("Tables the project writes"). The
+engagement tables also carry every column ``fivetran/dbt_mailchimp`` declares, under its names
+(``tests/fixtures/dbt_mailchimp_columns.json``, checked by ``tests/reverse/test_fivetran_columns.py``):
+where the contract and the package name the same thing differently, both columns are there (the
+contract's key ``list_id``, the package's ``id``); where they want different values under one name
+(``url`` and an unsubscribe's ``campaign_id``: '' in a key vs NULL), the contract's key value
+lives in ``url_key`` / ``campaign_key`` and the named column holds NULL. ``reverse/schema_upgrade.py``
+brings tables of earlier versions to this shape in place.
 Every write is an upsert on the primary key declared here (see ``upsert.py``), so the primary key
 *is* the idempotency key: change it only together with the contract.
 
@@ -29,6 +35,8 @@ from mailchimp_provider.json_codec import dumps_sorted
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "mailchimp_"
+FIVETRAN_PREFIX = ""
+"""Fivetran's layout: no prefix (``list``, ``member``, ...), in a schema such as ``mailchimp``."""
 
 # kind -> table name without prefix. ``activity`` keeps Fivetran's table name.
 TABLE_NAMES: dict[str, str] = {
@@ -40,6 +48,7 @@ TABLE_NAMES: dict[str, str] = {
     "unsubscribe": "unsubscribe",
     "campaign": "campaign",
     "activity": "campaign_recipient_activity",
+    "recipient": "campaign_recipient",
     "watermark": "watermark",
     "rejected": "rejected_record",
 }
@@ -112,6 +121,24 @@ def _synced_at() -> sa.Column:
     return sa.Column("synced_at", UtcDateTime, nullable=False, default=_now, onupdate=_now)
 
 
+FIVETRAN_SYNCED = "_fivetran_synced"
+"""When the row was last written, under the name Fivetran's dbt package reads (``dbt source
+freshness`` too): a column the database computes from ``synced_at`` (which the forward sync reads),
+so it is never out of step with it and costs the bulk load nothing to send (a second timestamp
+in every COPY line cost PostgreSQL 18% more CPU)."""
+FIVETRAN_DELETED = "_fivetran_deleted"
+"""Fivetran's soft-delete flag, on the tables whose package columns declare it; always false here:
+a list or campaign deleted in Mailchimp is simply no longer refreshed."""
+
+
+def _fivetran_synced() -> sa.Column:
+    return sa.Column(FIVETRAN_SYNCED, UtcDateTime, sa.Computed("synced_at", persisted=True))
+
+
+def _fivetran_deleted() -> sa.Column:
+    return sa.Column(FIVETRAN_DELETED, sa.Boolean, nullable=False, default=False, server_default=sa.false())
+
+
 class WarehouseTables:
     """Table objects for one prefix and schema.
 
@@ -120,8 +147,8 @@ class WarehouseTables:
     ('mailchimp_member', 'marketing.mailchimp_member')
 
     Attributes: ``sync_state``, ``sync_result``, ``batch``, ``list``, ``member``, ``unsubscribe``,
-    ``campaign``, ``activity`` (``<prefix>campaign_recipient_activity``), ``watermark`` and
-    ``rejected`` (``<prefix>rejected_record``).
+    ``campaign``, ``activity`` (``<prefix>campaign_recipient_activity``), ``recipient``
+    (``<prefix>campaign_recipient``), ``watermark`` and ``rejected`` (``<prefix>rejected_record``).
     """
 
     def __init__(self, prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> None:
@@ -138,6 +165,7 @@ class WarehouseTables:
         self.unsubscribe = self._unsubscribe()
         self.campaign = self._campaign()
         self.activity = self._activity()
+        self.recipient = self._recipient()
 
     # -- access ------------------------------------------------------------------------------
     def table(self, kind: str) -> sa.Table:
@@ -158,10 +186,16 @@ class WarehouseTables:
         return [c.name for c in self.table(kind).primary_key.columns]
 
     def create_all(self, engine: sa.Engine) -> None:
-        """Create missing tables (and the schema on PostgreSQL); existing tables are left alone."""
+        """Create missing tables (and the schema on PostgreSQL); existing engagement tables of an
+        earlier version are upgraded in place (``reverse/schema_upgrade.py``), others left alone.
+        Whichever DAG runs first after an upgrade does it, so no writer meets an old shape."""
+        from mailchimp_provider.reverse.schema_upgrade import upgrade_engagement_tables
+
         with engine.begin() as conn:
             if self.schema:
                 _ensure_schema(conn, self.schema)
+        upgrade_engagement_tables(engine, self)
+        with engine.begin() as conn:
             self.metadata.create_all(conn, checkfirst=True)
 
     # -- bookkeeping (forward direction) -----------------------------------------------------
@@ -280,12 +314,13 @@ class WarehouseTables:
         return sa.Table(
             self._name("list"),
             self.metadata,
-            sa.Column("list_id", key_text(64), primary_key=True),
+            sa.Column("list_id", key_text(64), primary_key=True),  # the contract's key
+            sa.Column("id", sa.Text),  # the same list id, under the name the package reads
             sa.Column("web_id", sa.BigInteger),
             sa.Column("name", sa.Text),
             sa.Column("contact_company", sa.Text),
-            sa.Column("contact_address1", sa.Text),
-            sa.Column("contact_address2", sa.Text),
+            sa.Column("contact_address_1", sa.Text),
+            sa.Column("contact_address_2", sa.Text),
             sa.Column("contact_city", sa.Text),
             sa.Column("contact_state", sa.Text),
             sa.Column("contact_zip", sa.Text),
@@ -293,10 +328,10 @@ class WarehouseTables:
             sa.Column("contact_phone", sa.Text),
             sa.Column("permission_reminder", sa.Text),
             sa.Column("use_archive_bar", sa.Boolean),
-            sa.Column("from_name", sa.Text),
-            sa.Column("from_email", sa.Text),
-            sa.Column("subject", sa.Text),
-            sa.Column("language", sa.Text),
+            sa.Column("default_from_name", sa.Text),
+            sa.Column("default_from_email", sa.Text),
+            sa.Column("default_subject", sa.Text),
+            sa.Column("default_language", sa.Text),
             sa.Column("notify_on_subscribe", sa.Text),
             sa.Column("notify_on_unsubscribe", sa.Text),
             sa.Column("date_created", UtcDateTime),
@@ -327,6 +362,8 @@ class WarehouseTables:
             sa.Column("last_unsub_date", UtcDateTime),
             sa.Column("extra", JsonText),
             _synced_at(),
+            _fivetran_synced(),
+            _fivetran_deleted(),
         )
 
     def _member(self) -> sa.Table:
@@ -336,6 +373,7 @@ class WarehouseTables:
             self.metadata,
             sa.Column("list_id", key_text(64), primary_key=True),
             sa.Column("member_id", key_text(64), primary_key=True),  # subscriber hash (MD5 of email)
+            sa.Column("id", sa.Text),  # the same subscriber hash, under the name the package reads
             sa.Column("email_address", sa.Text),
             sa.Column("unique_email_id", sa.Text),
             sa.Column("web_id", sa.BigInteger),
@@ -358,18 +396,19 @@ class WarehouseTables:
             sa.Column("language", sa.Text),
             sa.Column("vip", sa.Boolean),
             sa.Column("email_client", sa.Text),
-            sa.Column("location_latitude", sa.Float),
-            sa.Column("location_longitude", sa.Float),
-            sa.Column("location_gmtoff", sa.Integer),
-            sa.Column("location_dstoff", sa.Integer),
-            sa.Column("location_country_code", sa.Text),
-            sa.Column("location_timezone", sa.Text),
+            sa.Column("latitude", sa.Float),
+            sa.Column("longitude", sa.Float),
+            sa.Column("gmtoff", sa.Float),
+            sa.Column("dstoff", sa.Float),
+            sa.Column("country_code", sa.Text),
+            sa.Column("timezone", sa.Text),
             sa.Column("location_region", sa.Text),
             sa.Column("source", sa.Text),
             sa.Column("tag_count", sa.Integer),
             sa.Column("tags", JsonText),  # JSON list of tag names
             sa.Column("extra", JsonText),  # fields Mailchimp sent that have no column
             _synced_at(),
+            _fivetran_synced(),
             sa.Index(f"ix_{name}_email", "email_address"),
             sa.Index(f"ix_{name}_last_changed", "list_id", "last_changed"),
         )
@@ -380,14 +419,17 @@ class WarehouseTables:
             self.metadata,
             sa.Column("list_id", key_text(64), primary_key=True),
             sa.Column("member_id", key_text(64), primary_key=True),
-            # '' (not NULL) when no campaign caused the unsubscribe, so it can be part of the key
-            sa.Column("campaign_id", key_text(64), primary_key=True, default="", server_default=""),
+            # The contract's campaign part of the key: '' (not NULL) when no campaign caused the
+            # unsubscribe, so it can be part of the key. ``campaign_id`` is the package's column.
+            sa.Column("campaign_key", key_text(64), primary_key=True, default="", server_default=""),
             sa.Column("timestamp", UtcDateTime, primary_key=True),
+            sa.Column("campaign_id", sa.Text),  # NULL when no campaign caused it (Fivetran's way)
             sa.Column("email_address", sa.Text),
             sa.Column("reason", sa.Text),
             sa.Column("source", sa.String(32)),  # "report" (reports/{id}/unsubscribed) or "member"
             sa.Column("extra", JsonText),  # fields Mailchimp sent that have no column
             _synced_at(),
+            _fivetran_synced(),
         )
 
     def _campaign(self) -> sa.Table:
@@ -395,10 +437,11 @@ class WarehouseTables:
         return sa.Table(
             name,
             self.metadata,
-            sa.Column("campaign_id", key_text(64), primary_key=True),
+            sa.Column("campaign_id", key_text(64), primary_key=True),  # the contract's key
+            sa.Column("id", sa.Text),  # the same campaign id, under the name the package reads
             sa.Column("web_id", sa.BigInteger),
             sa.Column("list_id", sa.Text),
-            sa.Column("segment_id", sa.Text),
+            sa.Column("segment_id", sa.BigInteger),  # saved segment id (an integer in Mailchimp)
             sa.Column("segment_text", sa.Text),
             sa.Column("title", sa.Text),
             sa.Column("subject_line", sa.Text),
@@ -417,6 +460,27 @@ class WarehouseTables:
             sa.Column("template_id", sa.BigInteger),
             sa.Column("folder_id", sa.Text),
             sa.Column("parent_campaign_id", sa.Text),
+            # settings, tracking and A/B settings (the package's names)
+            sa.Column("authenticate", sa.Boolean),
+            sa.Column("auto_footer", sa.Boolean),
+            sa.Column("auto_tweet", sa.Boolean),
+            sa.Column("drag_and_drop", sa.Boolean),
+            sa.Column("fb_comments", sa.Boolean),
+            sa.Column("inline_css", sa.Boolean),
+            sa.Column("timewarp", sa.Boolean),
+            sa.Column("use_conversation", sa.Boolean),
+            sa.Column("clicktale", sa.Text),
+            sa.Column("google_analytics", sa.Text),
+            sa.Column("track_ecomm_360", sa.Boolean),
+            sa.Column("track_goals", sa.Boolean),
+            sa.Column("track_html_clicks", sa.Boolean),
+            sa.Column("track_opens", sa.Boolean),
+            sa.Column("track_text_clicks", sa.Boolean),
+            sa.Column("test_size", sa.Integer),
+            sa.Column("wait_time", sa.Integer),
+            sa.Column("winner_criteria", sa.Text),
+            sa.Column("winning_campaign_id", sa.Text),
+            sa.Column("winning_combination_id", sa.Text),
             # report summary
             sa.Column("opens", sa.Integer),
             sa.Column("unique_opens", sa.Integer),
@@ -434,6 +498,8 @@ class WarehouseTables:
             sa.Column("last_click", UtcDateTime),
             sa.Column("extra", JsonText),
             _synced_at(),
+            _fivetran_synced(),
+            _fivetran_deleted(),
             sa.Index(f"ix_{name}_send_time", "send_time"),
         )
 
@@ -446,8 +512,10 @@ class WarehouseTables:
             sa.Column("member_id", key_text(64), primary_key=True),
             sa.Column("action", key_text(16), primary_key=True),  # open | click | bounce
             sa.Column("timestamp", UtcDateTime, primary_key=True),
-            # '' (not NULL) for actions without a URL, so it can be part of the key
-            sa.Column("url", key_text(2000), primary_key=True, default="", server_default=""),
+            # The contract's url part of the key: '' (not NULL) for actions without a URL, so it
+            # can be part of the key. ``url`` is the package's column: NULL for those actions.
+            sa.Column("url_key", key_text(2000), primary_key=True, default="", server_default=""),
+            sa.Column("url", sa.Text),
             sa.Column("list_id", sa.Text),
             sa.Column("email_address", sa.Text),
             sa.Column("ip", sa.Text),
@@ -455,9 +523,31 @@ class WarehouseTables:
             sa.Column("combination_id", sa.Text),
             sa.Column("extra", JsonText),  # fields Mailchimp sent that have no column
             _synced_at(),
+            _fivetran_synced(),
             # No secondary index: this is the largest table, loaded by the million, and an index on
             # the random subscriber hash made PostgreSQL's COPY ~70% slower. Per-member queries
             # that need one can add it (README, "Tables we write").
+        )
+
+
+    def _recipient(self) -> sa.Table:
+        return sa.Table(
+            self._name("recipient"),
+            self.metadata,
+            # GET /reports/{campaign_id}/sent-to: who a campaign was sent to (the package's "sends")
+            sa.Column("campaign_id", key_text(64), primary_key=True),
+            sa.Column("member_id", key_text(64), primary_key=True),  # subscriber hash (email_id)
+            sa.Column("list_id", sa.Text),
+            sa.Column("email_address", sa.Text),
+            sa.Column("status", sa.String(16)),  # delivery: sent | hard | soft
+            sa.Column("open_count", sa.Integer),
+            sa.Column("last_open", UtcDateTime),
+            sa.Column("absplit_group", sa.String(16)),
+            sa.Column("gmt_offset", sa.Integer),
+            sa.Column("combination_id", sa.Text),  # the package's column; sent-to does not carry it
+            sa.Column("extra", JsonText),  # fields Mailchimp sent that have no column
+            _synced_at(),
+            _fivetran_synced(),
         )
 
 
