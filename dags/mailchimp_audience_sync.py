@@ -71,6 +71,11 @@ Needs the pool `{POOL}` (slots x the hook's `max_in_flight` <= 10): `{POOL_COMMA
         "dry_run": Param(False, type="boolean", description="Record the plan in mailchimp_sync_result; send nothing."),
         "retry_archived": Param(False, type="boolean",
                                 description="Re-add members archived in Mailchimp (otherwise they are left archived)."),
+        "retry_failed": Param(False, type="boolean",
+                              description="Send only the members whose last outcome was failed, plus the "
+                                          "quarantined ones (their quarantine lifted for this run)."),
+        "ensure_only": Param(False, type="boolean",
+                             description="Only find or create the audience and its merge fields; sync no member."),
     },
     default_args=default_args(),
 )

@@ -1,5 +1,5 @@
-"""mailchimp_engagement_pull: Mailchimp lists, members, unsubscribes, campaigns and email activity
-into the warehouse, with Fivetran's column names.
+"""mailchimp_engagement_pull: Mailchimp lists, members, unsubscribes, campaigns, email activity,
+classic automations and segments into the warehouse, with Fivetran's column names.
 
 See ``DOC`` below (shown in the Airflow UI) for what it does and how to run it.
 """
@@ -13,9 +13,13 @@ from airflow.sdk import DAG, Asset
 from mailchimp_provider.dag_defaults import POOL_COMMAND, default_args
 from mailchimp_provider.operators.engagement import (
     MailchimpAudiencePullOperator,
+    MailchimpAutomationActivityPullOperator,
+    MailchimpAutomationPullOperator,
     MailchimpCampaignPullOperator,
     MailchimpCampaignRecipientPullOperator,
     MailchimpEmailActivityPullOperator,
+    MailchimpSegmentMemberPullOperator,
+    MailchimpSegmentPullOperator,
 )
 from mailchimp_provider.reverse.config import EngagementConfig, config_path, load_config
 from mailchimp_provider.warehouse.tables import WarehouseTables
@@ -34,6 +38,10 @@ Fivetran Mailchimp schema, so `fivetran/dbt_mailchimp`-style models work):
 | `pull_campaigns` | `mailchimp_campaign` (settings + report summary; recently sent campaigns refreshed every run), campaign rows of `mailchimp_unsubscribe` |
 | `pull_email_activity` | `mailchimp_campaign_recipient_activity` (open / click / bounce), via batch operations, waiting deferrably |
 | `pull_campaign_recipients` | `mailchimp_campaign_recipient` (who each campaign was sent to: sent-to, each page read once), via batch operations |
+| `pull_automations` | `mailchimp_automation`, `mailchimp_automation_email` (classic automations, read whole; gone ones marked `_fivetran_deleted`), the emails' rows of `mailchimp_unsubscribe` |
+| `pull_automation_activity` | `mailchimp_automation_recipient` (sent-to of each automation email, re-read when it sent more), `mailchimp_automation_recipient_activity` (incremental), via batch operations |
+| `pull_segments` | `mailchimp_segment` (static segments, i.e. tags, and saved segments of the pulled audiences) |
+| `pull_segment_members` | `mailchimp_segment_member` (re-read when a segment changed, at least daily; who left is marked `_fivetran_deleted`), via batch operations |
 
 * **Incremental and idempotent.** Bookmarks live in `mailchimp_watermark` and move only in the
   transaction that commits the rows they cover. Every write is an upsert on the contract key, so
@@ -58,7 +66,8 @@ def table_assets(config: EngagementConfig) -> dict[str, Asset]:
     """One Asset per table the DAG writes, keyed by table kind (``list``, ``member``, ...)."""
     tables = WarehouseTables(config.table_prefix, config.schema)
     assets = {}
-    for kind in ("list", "member", "unsubscribe", "campaign", "activity", "recipient"):
+    for kind in ("list", "member", "unsubscribe", "campaign", "activity", "recipient", "automation",
+                 "automation_email", "automation_recipient", "automation_activity", "segment", "segment_member"):
         name = tables.table_name(kind)
         assets[kind] = Asset(
             name=name,
@@ -109,9 +118,33 @@ def build_dag(
             config=config,
             outlets=[assets["recipient"]],
         )
+        automations = MailchimpAutomationPullOperator(
+            task_id="pull_automations",
+            config=config,
+            outlets=[assets["automation"], assets["automation_email"], assets["unsubscribe"]],
+        )
+        automation_activity = MailchimpAutomationActivityPullOperator(
+            task_id="pull_automation_activity",
+            config=config,
+            outlets=[assets["automation_recipient"], assets["automation_activity"]],
+        )
+        segments = MailchimpSegmentPullOperator(
+            task_id="pull_segments",
+            config=config,
+            outlets=[assets["segment"], assets["segment_member"]],
+        )
+        segment_members = MailchimpSegmentMemberPullOperator(
+            task_id="pull_segment_members",
+            config=config,
+            outlets=[assets["segment_member"]],
+        )
         # Activity and sent-to are planned from mailchimp_campaign; the member pull runs after the
         # campaign pull only to keep one writer at a time on an embedded (SQLite) warehouse.
         campaigns >> [activity, audiences, recipients]
+        # Automation reports are planned from mailchimp_automation_email, segments from
+        # mailchimp_list and segment members from mailchimp_segment.
+        campaigns >> automations >> automation_activity
+        audiences >> segments >> segment_members
     return dag
 
 

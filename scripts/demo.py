@@ -92,6 +92,10 @@ def main() -> None:
         from scripts.demo_steps import run_demo
 
         run_demo(port=port, demo_dir=DEMO, env=airflow_env(port, DEMO / "warehouse.db"), airflow=airflow, banner=banner)
+        banner("The sync dashboard")
+        print("In the Airflow UI, menu 'Mailchimp': http://127.0.0.1:8080/plugin/mailchimp (the page alone:\n"
+              "http://127.0.0.1:8080/mailchimp/). `make stack` starts that Airflow with the demo data and prints\n"
+              "its login; trigger the DAGs there (or press the dashboard's buttons) and the cards fill in.")
     finally:
         emulator.terminate()
         emulator.wait(timeout=10)

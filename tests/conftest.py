@@ -39,3 +39,6 @@ for extra in (ROOT / "plugins", ROOT / "emulator", ROOT / "tests"):
         sys.path.insert(0, str(extra))
 
 pytest_plugins = ["fixtures.emulator", "fixtures.warehouse", "fixtures.airflow", "fixtures.contract_warehouse"]
+
+# `make test` runs `-n 2 --dist loadgroup`: the stack tests go to one worker (see the module).
+from stack.xdist_scope import pytest_xdist_make_scheduler  # noqa: E402,F401

@@ -391,16 +391,26 @@ def send_campaign(call: Call, campaign_id: str) -> Reply:
 def _generate(state: EmulatorState, campaign: dict[str, Any], record: dict[str, Any]) -> None:
     """Record the synthetic activity of every recipient, dated from the campaign's ``send_time``."""
     sent_at = parse_iso(campaign["send_time"]) or 0.0
-    for email_id, rec in record["emails"].items():
-        events, unsubscribe = synthetic_activity(campaign["id"], email_id)
-        for offset, event in events:
-            stamp = iso(sent_at + offset)
-            ip, url, kind = event.get("ip", ""), event.get("url", ""), event.get("type", "")
-            rec["activity"].append(_event(event["action"], stamp, ip=ip, url=url, kind=kind))
-            if event["action"] == "bounce":
-                _record_bounce(state, record, email_id, event["type"])
-        if unsubscribe is not None:
-            _record_unsubscribe(state, record, email_id, iso(sent_at + unsubscribe[0]), unsubscribe[1])
+    for email_id in record["emails"]:
+        record_synthetic_activity(state, campaign["id"], record, email_id, sent_at)
+
+
+def record_synthetic_activity(
+    state: EmulatorState, campaign_id: str, record: dict[str, Any], email_id: str, sent_at: float
+) -> None:
+    """Record one recipient's synthetic activity (:func:`synthetic_activity`), dated from
+    ``sent_at``, with its effects on the member (hard bounce, unsubscribe). Automation emails
+    (:mod:`automations`) send to one recipient at a time and use it per send."""
+    rec = record["emails"][email_id]
+    events, unsubscribe = synthetic_activity(campaign_id, email_id)
+    for offset, event in events:
+        stamp = iso(sent_at + offset)
+        ip, url, kind = event.get("ip", ""), event.get("url", ""), event.get("type", "")
+        rec["activity"].append(_event(event["action"], stamp, ip=ip, url=url, kind=kind))
+        if event["action"] == "bounce":
+            _record_bounce(state, record, email_id, event["type"])
+    if unsubscribe is not None:
+        _record_unsubscribe(state, record, email_id, iso(sent_at + unsubscribe[0]), unsubscribe[1])
 
 
 # ------------------------------------------------------------------------------------------------

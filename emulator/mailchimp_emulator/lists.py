@@ -215,7 +215,8 @@ def update_list(call: Call, list_id: str) -> Reply:
 def delete_list(call: Call, list_id: str) -> Reply:
     state = call.state
     require_list(state, list_id)
-    for table in (state.lists, state.members, state.merge_fields, state.forgotten, state.tags, state.contact_ids):
+    for table in (state.lists, state.members, state.merge_fields, state.forgotten, state.tags, state.segments,
+                  state.contact_ids):
         table.pop(list_id, None)
     return no_content()
 

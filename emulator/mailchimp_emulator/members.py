@@ -297,7 +297,7 @@ def create_member(
     _apply_extra(member, extra)
     _refresh_full_name(member)
     if tags:
-        _set_tags(state, member, [(name, "active") for name in tags], stamp)
+        set_tags(state, member, [(name, "active") for name in tags], stamp)
     state.members.setdefault(list_id, {})[h] = member
     state.contact_ids.setdefault(list_id, {})[member["contact_id"]] = h
     return member
@@ -529,26 +529,50 @@ def _parse_date(text: str, date_format: str) -> str:
 # ------------------------------------------------------------------------------------------------
 # tags
 # ------------------------------------------------------------------------------------------------
-def _tag_record(state: EmulatorState, list_id: str, name: str) -> dict[str, Any]:
+SEGMENTS_CREATED = "segments created"
+"""Key in ``state.counters``: segment ids (tags are static segments) are unique in the account."""
+
+
+def new_segment_id(state: EmulatorState) -> int:
+    """The next segment id of the account: tags and saved segments share one sequence, as a tag's
+    id is a static segment's id in Mailchimp."""
+    if SEGMENTS_CREATED not in state.counters:  # a state saved before ids were account-wide
+        known = [t["id"] for tags in state.tags.values() for t in tags.values()]
+        known += [int(s) for segments in state.segments.values() for s in segments]
+        state.counters[SEGMENTS_CREATED] = max(known, default=0)
+    state.count(SEGMENTS_CREATED)
+    return state.counters[SEGMENTS_CREATED]
+
+
+def tag_record(state: EmulatorState, list_id: str, name: str) -> dict[str, Any]:
+    """The list's tag (static segment) called ``name``, created if new: ``{"id", "name"}`` plus the
+    private ``_created`` / ``_updated`` times that ``segments.py`` reports."""
     registry = state.tags.setdefault(list_id, {})
     record = registry.get(name)
     if record is None:
-        record = {"id": len(registry) + 1, "name": name}  # the registry only grows: ids stay unique
+        stamp = iso(state.tick())
+        record = {"id": new_segment_id(state), "name": name, "_created": stamp, "_updated": stamp}
         registry[name] = record
     return record
 
 
-def _set_tags(state: EmulatorState, member: dict[str, Any], changes: list[tuple[str, str]], stamp: str) -> None:
-    """Apply ``(name, "active"|"inactive")`` pairs to a member's tags."""
+def set_tags(state: EmulatorState, member: dict[str, Any], changes: list[tuple[str, str]], stamp: str) -> None:
+    """Apply ``(name, "active"|"inactive")`` pairs to a member's tags; a tag whose members change
+    is marked updated (the static segment's ``updated_at``)."""
     current = {t["name"]: t for t in member["tags"]}
     for name, status in changes:
         if status == "active" and name not in current:
-            record = _tag_record(state, member["list_id"], name)
+            record = tag_record(state, member["list_id"], name)
             current[name] = {"id": record["id"], "name": name, "date_added": stamp}
-        elif status == "inactive":
-            current.pop(name, None)
+            record["_updated"] = iso(state.tick())
+        elif status == "inactive" and name in current:
+            current.pop(name)
+            record = state.tags.get(member["list_id"], {}).get(name)
+            if record is not None:
+                record["_updated"] = iso(state.tick())
     member["tags"] = list(current.values())
     member["tags_count"] = len(member["tags"])
+
 
 
 def _validate_tag_names(raw: Any, field_name: str = "tags") -> list[str]:
@@ -776,7 +800,7 @@ def post_member_tags(call: Call, list_id: str, subscriber_hash: str) -> Reply:
             )
         changes.append((str(item["name"]).strip(), status))
     _touch(call.state, member)
-    _set_tags(call.state, member, changes, member["last_changed"])
+    set_tags(call.state, member, changes, member["last_changed"])
     return no_content()
 
 
@@ -784,7 +808,7 @@ def post_member_tags(call: Call, list_id: str, subscriber_hash: str) -> Reply:
 def tag_search(call: Call, list_id: str) -> Reply:
     require_list(call.state, list_id)
     name = (call.params.get("name") or "").lower()
-    tags = [dict(t) for t in call.state.tags.get(list_id, {}).values() if name in t["name"].lower()]
+    tags = [{"id": t["id"], "name": t["name"]} for t in call.state.tags.get(list_id, {}).values() if name in t["name"].lower()]
     return ok(page(call, tags, "tags"))
 
 
@@ -867,9 +891,9 @@ def batch_subscribe(call: Call, list_id: str) -> Reply:
                 wanted = set(tags)
                 changes = [(t["name"], "inactive") for t in existing["tags"] if t["name"] not in wanted]
                 changes += [(name, "active") for name in tags]
-                _set_tags(state, existing, changes, existing["last_changed"])
+                set_tags(state, existing, changes, existing["last_changed"])
             elif tags:
-                _set_tags(state, existing, [(name, "active") for name in tags], existing["last_changed"])
+                set_tags(state, existing, [(name, "active") for name in tags], existing["last_changed"])
             updated.append(member_view(existing))
         except ApiError as err:
             first = (err.errors or [{}])[0]

@@ -63,6 +63,12 @@ class EmulatorState:
     """list_id -> tag name -> ``{"id": int, "name": str}`` (the list's tag registry)."""
     clock: float = 0.0
     """Last value handed out by :meth:`tick`: a strictly increasing epoch time for ordering changes."""
+    segments: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    """list_id -> segment id (text) -> saved segment, owned by segments.py (static segments are the
+    tags above)."""
+    automations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """workflow_id -> classic automation, owned by automations.py; its emails are campaigns of type
+    ``automation`` in ``campaigns``."""
     # owned by ecommerce.py
     stores: dict[str, dict[str, Any]] = field(default_factory=dict)
     """store_id -> {"store": {...}, "customers": {...}, "products": {...}, "orders": {...}, "promo_rules": {...}}"""

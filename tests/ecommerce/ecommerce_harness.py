@@ -187,10 +187,15 @@ def load_test_dag() -> Any:
 
 def run_sync(conf: dict[str, Any] | None = None, *, logical_date: datetime | None = None) -> Any:
     """One run of the e-commerce sync through Airflow (``dag.test()``); returns the DagRun."""
+    from mailchimp_provider.operators.ecommerce import ecommerce_sync_params
+
     dag = load_test_dag()
-    # every parameter explicitly: dag.test() runs tasks in this process, where a previous run's
-    # conf could otherwise linger in the shared task objects
-    conf = {"full_refresh": False, "dry_run": False, "entities": list(ENTITY_ORDER), **(conf or {})}
+    # every declared parameter explicitly, at its default unless ``conf`` says otherwise: dag.test()
+    # runs every run on this one DAG object, and Airflow resolves a run's conf onto the DAG's shared
+    # Param objects, so a parameter left out would keep the previous run's value (a production task
+    # parses the DAG afresh and gets the default)
+    defaults = {name: param.value for name, param in ecommerce_sync_params().items()}
+    conf = {**defaults, "entities": list(ENTITY_ORDER), **(conf or {})}
     if logical_date is not None:
         return dag.test(run_conf=conf, logical_date=logical_date, run_after=logical_date)
     return dag.test(run_conf=conf)

@@ -18,7 +18,8 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILE = ROOT / "dags" / "mailchimp_engagement_pull.py"
 DAG_ID = "mailchimp_engagement_pull"
-TASKS = ("pull_campaigns", "pull_audiences", "pull_email_activity", "pull_campaign_recipients")
+TASKS = ("pull_campaigns", "pull_audiences", "pull_email_activity", "pull_campaign_recipients", "pull_automations",
+         "pull_automation_activity", "pull_segments", "pull_segment_members")
 
 
 def subscriber_hash(email: str) -> str:
@@ -140,11 +141,13 @@ class EngagementHarness:
             return [dict(r) for r in result.mappings()]
 
     def snapshot(self) -> dict[str, list[tuple]]:
-        """Every engagement table without its bookkeeping column, for "nothing changed" checks."""
+        """Every engagement table without its bookkeeping columns (``synced_at``, ``_fivetran_synced``),
+        for "nothing changed" checks."""
         out = {}
         for kind in ("list", "member", "unsubscribe", "campaign", "activity"):
             out[kind] = [
-                tuple(sorted((k, str(v)) for k, v in row.items() if k != "synced_at")) for row in self.rows(kind)
+                tuple(sorted((k, str(v)) for k, v in row.items() if k not in ("synced_at", "_fivetran_synced")))
+                for row in self.rows(kind)
             ]
         return out
 

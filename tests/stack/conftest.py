@@ -1,9 +1,9 @@
 """One production-shaped stack (scripts/stack.py) per test session, shared by tests/stack.
 
-Every test here carries the ``stack`` marker and the xdist group ``stack`` (``make test`` runs
-``pytest -n 2 --dist loadgroup``), so one xdist worker boots the stack once and runs them all.
-The test stack lives in a temporary directory with its own database names, ports, Celery queue and
-Redis database, so it never touches a stack ``make stack`` started. Outside CI the tests skip, with
+Every test here carries the ``stack`` marker. ``make test`` runs ``pytest -n 2 --dist loadgroup``
+and ``xdist_scope.py`` sends every test of this folder to one xdist worker, so the stack boots once.
+The test stack lives in a temporary directory with database names, ports and a Celery queue of
+its own (named after the test run), so it never touches a stack ``make stack`` started. Outside CI the tests skip, with
 a message, when Redis, PostgreSQL or Chromium is missing; with ``CI=true`` they fail instead.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,10 +60,12 @@ def redis_url() -> str:
     """A Redis database of this test session's own (the machine's Redis, as in production)."""
     url = f"{REDIS_BASE}/{14 - _worker_index() % 8}"
     require(redis_ping(url), "Redis at 127.0.0.1:6379", "`.ci/run` starts it; or redis-server --daemonize yes")
-    import redis
-
-    redis.Redis.from_url(url).flushdb()
     return url
+
+
+def session_tag() -> str:
+    """Unique to this test run (several people may run the suite on one machine at once)."""
+    return (os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex)[:10]
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +77,7 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         require(False, "PostgreSQL at 127.0.0.1:5432", f"{type(exc).__name__}; `.ci/run` starts it")
     home = tmp_path_factory.mktemp("stack")
     config = StackConfig(
-        home=home, name=f"mc_stacktest_{_worker_index()}", redis_url=redis_url,
+        home=home, name=f"mc_stacktest_{session_tag()}", redis_url=redis_url,
         api_port=free_port(), emulator_port=free_port(),  # never 8080/8765: a `make stack` may want them
         worker_concurrency=2, extra_dag_folders=[HERE / "dags"],
     )

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import uuid
 import time
 from pathlib import Path
 
@@ -95,7 +96,7 @@ HOLDER = textwrap.dedent(
     from mailchimp_provider.hooks.shared_limiter import SharedBudget, acquire
     budget = SharedBudget(sys.argv[1], budget=10, lease_seconds=1.5)
     for _ in range(10):
-        assert acquire(budget, "holder-test")
+        assert acquire(budget, sys.argv[2])
     print("held", flush=True)
     time.sleep(600)
     """
@@ -104,18 +105,20 @@ HOLDER = textwrap.dedent(
 
 def test_a_live_holder_keeps_its_leases_and_a_killed_one_loses_them_within_the_lease(redis_url: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "plugins")}
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, redis_url], env=env, stdout=subprocess.PIPE, text=True)
+    account = f"holder-{uuid.uuid4().hex[:8]}"  # a fingerprint of this test alone
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, redis_url, account], env=env, stdout=subprocess.PIPE,
+                              text=True)
     budget = SharedBudget(redis_url, budget=10, lease_seconds=1.5)
     try:
         assert holder.stdout.readline().strip() == "held"
         time.sleep(3.5)  # more than two lease lengths: only renewal keeps them
-        assert leases_held(budget, "holder-test") == 10
+        assert leases_held(budget, account) == 10
         holder.send_signal(signal.SIGKILL)
         holder.wait()
         started = time.monotonic()
-        lease = acquire(budget, "holder-test")  # blocks until the dead holder's leases lapse
+        lease = acquire(budget, account)  # blocks until the dead holder's leases lapse
         waited = time.monotonic() - started
-        release(budget, "holder-test", lease)
+        release(budget, account, lease)
     finally:
         holder.kill()
     assert 0 < waited < 3.0, waited
@@ -144,11 +147,12 @@ def test_the_redis_key_is_a_hash_of_the_credential_never_the_key(redis_url: str)
 
 def test_event_loop_callers_share_the_same_budget(redis_url: str) -> None:
     budget = SharedBudget(redis_url, budget=3)
+    account = f"async-{uuid.uuid4().hex[:8]}"
     in_flight = peak = 0
 
     async def call() -> None:
         nonlocal in_flight, peak
-        async with alease(budget, "async-test"):
+        async with alease(budget, account):
             in_flight += 1
             peak = max(peak, in_flight)
             await asyncio.sleep(0.02)
@@ -156,9 +160,9 @@ def test_event_loop_callers_share_the_same_budget(redis_url: str) -> None:
 
     async def main() -> None:
         # A thread holding one lease too: sync and async callers count against one budget.
-        lease = await asyncio.to_thread(acquire, budget, "async-test")
+        lease = await asyncio.to_thread(acquire, budget, account)
         await asyncio.gather(*(call() for _ in range(30)))
-        release(budget, "async-test", lease)
+        release(budget, account, lease)
 
     asyncio.run(main())
     assert peak == 2

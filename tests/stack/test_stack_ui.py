@@ -62,12 +62,13 @@ def page(browser: object, stack: Stack) -> Iterator[object]:
 
 
 def test_the_dag_list_shows_the_three_dags_without_import_errors(page: object, stack: Stack) -> None:
+    errors = AirflowApi(stack).import_errors()
+    assert errors == [], "\n".join(f"{e['filename']}: {e['stack_trace'][-1500:]}" for e in errors)
     page.goto(f"{stack.api_url}/dags?tags=mailchimp", wait_until="networkidle")
     for dag_id in SHIPPED_DAGS:
         page.get_by_role("link", name=dag_id).first.wait_for()
     page.screenshot(path=str(IMAGES / "stack-dag-list.png"))
     assert "Import Error" not in page.inner_text("body")
-    assert AirflowApi(stack).import_errors() == []
 
 
 def test_a_mailchimp_connection_made_in_the_form_keeps_its_port_and_tests_ok(page: object, stack: Stack) -> None:

@@ -13,18 +13,25 @@ warehouse write itself fails right after a submission, the batch id still surviv
 only record; that is enough for retries of the same task instance, but nothing outside Airflow
 can see it.
 
-Row lifecycle: ``status`` is Mailchimp's (pending ... finished) until the batch is either applied
-(``applied_at`` set: its results are in the caller's bookkeeping) or abandoned (``status =
+Row lifecycle: a chunk's row is written *before* its ``POST /batches`` as an intent (``batch_id
+'intent:<digest of its operation ids>:<random>'``, ``status = 'submitting'``, ``submitted_at`` =
+our clock) and becomes the batch's row when Mailchimp answers. An intent still there when a try
+starts means the try before died during the POST: the runner looks the batch up
+(``hooks.batch_lookup``) and adopts it, or marks the intent ``'not_sent'`` when Mailchimp certainly
+has no such batch. ``status`` is then Mailchimp's (pending ... finished) until the batch is either
+applied (``applied_at`` set: its results are in the caller's bookkeeping) or abandoned (``status =
 'abandoned'`` with ``error``: results expired, or a stalled batch given up on). A row is *open*
 while it is neither. To give up on a batch by hand, set its status to ``'abandoned'``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import sqlalchemy as sa
 
@@ -33,11 +40,18 @@ from mailchimp_provider.warehouse.tables import to_utc
 if TYPE_CHECKING:
     from mailchimp_provider.warehouse.tables import WarehouseTables
 
-__all__ = ["ABANDONED", "BatchLedger", "BatchScope", "LedgerEntry", "STATE_STORE_KEY"]
+__all__ = ["ABANDONED", "BatchLedger", "BatchScope", "LedgerEntry", "NOT_SENT", "STATE_STORE_KEY", "SUBMITTING",
+           "operations_digest"]
 
 log = logging.getLogger(__name__)
 
 ABANDONED = "abandoned"
+SUBMITTING = "submitting"
+"""An intent: the row was written, the ``POST /batches`` was (about to be) sent, no answer recorded."""
+NOT_SENT = "not_sent"
+"""An intent whose batch Mailchimp certainly never created: nothing to wait for or apply."""
+INTENT_PREFIX = "intent:"
+DIGEST_CHARS = 24
 STATE_STORE_KEY = "mailchimp_batches"
 """task_state_store key holding ``{batch_id: entry}`` for the task instance (renaming it breaks
 re-attachment of tasks that are in flight during an upgrade)."""
@@ -83,7 +97,24 @@ class LedgerEntry:
 
     @property
     def is_open(self) -> bool:
-        return self.applied_at is None and self.status != ABANDONED
+        return self.applied_at is None and self.status not in (ABANDONED, NOT_SENT)
+
+    @property
+    def is_intent(self) -> bool:
+        """A chunk whose ``POST /batches`` was sent by a try that died before recording the answer."""
+        return self.batch_id.startswith(INTENT_PREFIX) and self.status == SUBMITTING
+
+    @property
+    def intent_digest(self) -> str | None:
+        """:func:`operations_digest` (shortened) of an intent's operations, to recognise its batch."""
+        return self.batch_id.split(":")[1] if self.is_intent else None
+
+
+def operations_digest(operation_ids: Iterable[str]) -> str:
+    """A digest of a chunk's operation ids (order-free): what identifies its batch among others
+    of the same size, read back from the batch's results."""
+    text = "\n".join(sorted(str(i) for i in operation_ids))
+    return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_CHARS]
 
 
 class BatchLedger:
@@ -139,6 +170,22 @@ class BatchLedger:
         self._tables_ready = True
 
     # -- writes ---------------------------------------------------------------------------------
+    def record_intent(
+        self, scope: BatchScope, entity: str, chunk_no: int, operations: Iterable[Mapping[str, Any]]
+    ) -> LedgerEntry:
+        """Commit an intent row for a chunk about to be sent with ``POST /batches`` (see the module
+        docstring); :meth:`record_submission` with ``intent=`` turns it into the batch's row."""
+        ops = list(operations)
+        digest = operations_digest(str(op.get("operation_id") or "") for op in ops)
+        intent_id = f"{INTENT_PREFIX}{digest}:{secrets.token_hex(6)}"
+        row = _row(scope, entity, chunk_no, intent_id, len(ops), {"status": SUBMITTING}, datetime.now(timezone.utc))
+        if self.engine is not None:
+            self._ready()
+            with self.engine.begin() as conn:
+                conn.execute(sa.insert(self.table), [row])  # type: ignore[arg-type]
+        self._mirror_update(intent_id, _store_entry(row), create=True)
+        return _entry(row)
+
     def record_submission(
         self,
         scope: BatchScope,
@@ -148,37 +195,26 @@ class BatchLedger:
         operation_count: int,
         *,
         batch: Mapping[str, Any] | None = None,
+        intent: LedgerEntry | None = None,
     ) -> LedgerEntry:
-        """Commit the row for a batch that ``POST /batches`` just accepted. Call before waiting."""
-        batch = batch or {}
-        now = datetime.now(timezone.utc)
-        row = {
-            "batch_id": batch_id,
-            "dag_id": scope.dag_id,
-            "run_id": scope.run_id,
-            "task_id": scope.task_id,
-            "map_index": scope.map_index,
-            "entity": entity,
-            "chunk_no": chunk_no,
-            "status": batch.get("status") or "pending",
-            "total_operations": batch.get("total_operations"),
-            "finished_operations": batch.get("finished_operations"),
-            "errored_operations": batch.get("errored_operations"),
-            "operation_count": operation_count,
-            "submitted_at": to_utc(batch.get("submitted_at") or None) or now,
-            "completed_at": None,
-            "applied_at": None,
-            "error": None,
-        }
+        """Commit the row for a batch that ``POST /batches`` just accepted (in place of its
+        ``intent`` row, when one was written). Call before waiting."""
+        row = _row(scope, entity, chunk_no, batch_id, operation_count, batch or {}, datetime.now(timezone.utc))
+        replaced = intent.batch_id if intent is not None else None
         warehouse_error: BaseException | None = None
         if self.engine is not None:
             try:
                 self._ready()
+                t = self.table
                 with self.engine.begin() as conn:
-                    conn.execute(sa.insert(self.table), [row])  # type: ignore[arg-type]
+                    done = 0
+                    if replaced is not None:
+                        done = conn.execute(sa.update(t).where(t.c.batch_id == replaced).values(**row)).rowcount
+                    if not done:
+                        conn.execute(sa.insert(t), [row])  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - mirror first, then re-raise
                 warehouse_error = exc
-        self._mirror_update(batch_id, _store_entry(row), create=True)
+        self._mirror_update(batch_id, _store_entry(row), create=True, replaces=replaced)
         if warehouse_error is not None:
             log.error(
                 "Batch %s was submitted but could not be recorded in %s (%s). It %s. Do not resubmit by hand "
@@ -190,6 +226,15 @@ class BatchLedger:
             )
             raise warehouse_error
         return _entry(row)
+
+    def mark_not_sent(self, intent: LedgerEntry, why: str) -> None:
+        """An intent whose batch Mailchimp certainly never created: closed, nothing to apply."""
+        if self.engine is not None:
+            self._ready()
+            t = self.table
+            with self.engine.begin() as conn:
+                conn.execute(sa.update(t).where(t.c.batch_id == intent.batch_id).values(status=NOT_SENT, error=why[:4000]))
+        self._mirror_update(intent.batch_id, {"status": NOT_SENT, "error": why[:1000]})
 
     def update_status(self, batch: Mapping[str, Any]) -> None:
         """Store Mailchimp's latest view of a batch (status and counters); abandoned rows stay so."""
@@ -277,6 +322,18 @@ class BatchLedger:
         data = self._mirror().get(batch_id)
         return _entry_from_store(batch_id, data) if data else None
 
+    def recorded_between(self, start: datetime, end: datetime) -> set[str]:
+        """Ids of batches (any task's) recorded as submitted between ``start`` and ``end``: never
+        taken for the lost batch of an intent."""
+        found: set[str] = set()
+        if self.engine is not None:
+            self._ready()
+            t = self.table
+            with self.engine.connect() as conn:
+                found.update(conn.execute(sa.select(t.c.batch_id).where(t.c.submitted_at.between(start, end))).scalars())
+        found.update(self._mirror())
+        return found
+
     def next_chunk_no(self, scope: BatchScope, entity: str) -> int:
         """Chunk numbers continue across rounds and retries, so (scope, entity, chunk_no) stays unique."""
         numbers = [e.chunk_no for e in self.entries(scope, entity) if e.chunk_no is not None]
@@ -299,7 +356,8 @@ class BatchLedger:
         return self._mirror_cache
 
     def _mirror_update(
-        self, batch_id: str, values: dict[str, Any], *, create: bool = False, keep_abandoned: bool = False
+        self, batch_id: str, values: dict[str, Any], *, create: bool = False, keep_abandoned: bool = False,
+        replaces: str | None = None,
     ) -> None:
         if self.state_store is None:
             return
@@ -316,13 +374,39 @@ class BatchLedger:
             entry.update(values)
             from airflow.sdk.execution_time.context import NEVER_EXPIRE
 
-            mirror = {**current, batch_id: entry}
+            mirror = {k: v for k, v in current.items() if k != replaces}
+            mirror[batch_id] = entry
             self.state_store.set(STATE_STORE_KEY, mirror, retention=NEVER_EXPIRE)
             self._mirror_cache = mirror
         except Exception as exc:  # noqa: BLE001
             if self.engine is None:
                 raise
             log.warning("Could not mirror batch %s into the task_state_store: %s", batch_id, exc)
+
+
+def _row(
+    scope: BatchScope, entity: str, chunk_no: int, batch_id: str, operation_count: int, batch: Mapping[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
+    """A ledger row for a chunk: ``batch`` is Mailchimp's batch object (or the intent's status)."""
+    return {
+        "batch_id": batch_id,
+        "dag_id": scope.dag_id,
+        "run_id": scope.run_id,
+        "task_id": scope.task_id,
+        "map_index": scope.map_index,
+        "entity": entity,
+        "chunk_no": chunk_no,
+        "status": batch.get("status") or "pending",
+        "total_operations": batch.get("total_operations"),
+        "finished_operations": batch.get("finished_operations"),
+        "errored_operations": batch.get("errored_operations"),
+        "operation_count": operation_count,
+        "submitted_at": to_utc(batch.get("submitted_at") or None) or now,
+        "completed_at": None,
+        "applied_at": None,
+        "error": None,
+    }
 
 
 def _timestamp_or_none(value: Any) -> datetime | None:

@@ -69,6 +69,17 @@ class MailchimpAudienceSyncOperator(MailchimpSyncOperator):
         )
         self.list_id = list_id
 
+    def execute(self, context: "Context") -> Any:
+        """A run with the parameter ``ensure_only`` (the dashboard's *Create audience*) ends once the
+        audience exists: this task is skipped, nothing is planned or sent."""
+        from mailchimp_provider.operators.sync import flag
+
+        if flag((context.get("params") or {}).get("ensure_only")):
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException("ensure_only: the audience exists; no member is synced in this run")
+        return super().execute(context)
+
     # -- the engine, once per execution ----------------------------------------------------------
     def load_config(self) -> "AudienceSyncConfig":
         from mailchimp_provider.config import load_audience_config

@@ -136,6 +136,9 @@ def ecommerce_sync_params() -> dict[str, Any]:
         "retry_archived": Param(False, type="boolean",
                                 description="Send opt-in for customers whose member is archived in Mailchimp "
                                             "(re-adds them); otherwise their opt-in is withheld."),
+        "retry_failed": Param(False, type="boolean",
+                              description="Send only the records whose last outcome was failed, plus the "
+                                          "quarantined ones (their quarantine lifted for this run)."),
         "entities": Param(list(ENTITIES), type="array", items={"type": "string", "enum": list(ENTITIES)},
                           description="The entities to sync this run (dependency order is kept)."),
     }

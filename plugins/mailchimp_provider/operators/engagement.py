@@ -4,6 +4,10 @@
 * ``MailchimpCampaignPullOperator``      sent campaigns + report summary, campaign unsubscribes
 * ``MailchimpEmailActivityPullOperator`` opens / clicks / bounces of many campaigns per batch
 * ``MailchimpCampaignRecipientPullOperator`` who each campaign was sent to (sent-to), per batch
+* ``MailchimpAutomationPullOperator``    classic automations and their emails (+ their unsubscribes)
+* ``MailchimpAutomationActivityPullOperator`` automation emails' recipients and activity, per batch
+* ``MailchimpSegmentPullOperator``       segments (tags are static segments) of the pulled audiences
+* ``MailchimpSegmentMemberPullOperator`` who is in each segment, per batch
 
 Each logs, per table, how many rows it gained and changed, and returns those counts (XCom). The
 configuration is ``EngagementConfig`` (``include/engagement_pull.yaml``), kept on the operator as
@@ -35,6 +39,10 @@ __all__ = [
     "MailchimpCampaignPullOperator",
     "MailchimpEmailActivityPullOperator",
     "MailchimpCampaignRecipientPullOperator",
+    "MailchimpAutomationPullOperator",
+    "MailchimpAutomationActivityPullOperator",
+    "MailchimpSegmentPullOperator",
+    "MailchimpSegmentMemberPullOperator",
 ]
 
 # Tables each operator writes: every one of them appears in the log line, zero or not.
@@ -43,6 +51,10 @@ _WRITES = {
     "campaigns": ("campaign", "unsubscribe", "rejected"),
     "activity": ("activity", "rejected"),
     "recipients": ("recipient", "rejected"),
+    "automations": ("automation", "automation_email", "unsubscribe", "rejected"),
+    "automation_activity": ("automation_recipient", "automation_activity", "rejected"),
+    "segments": ("segment", "segment_member", "rejected"),
+    "segment_members": ("segment_member", "rejected"),
 }
 
 
@@ -362,3 +374,142 @@ class MailchimpCampaignRecipientPullOperator(_EngagementMixin, MailchimpBatchLif
                 stats.record(self.tables.table_name("recipient"), LoadCounts(*loaded["recipient"]))
                 stats.record(self.tables.table_name("rejected"), LoadCounts(*loaded["rejected"]))
         return {"tables": self.report(stats, "recipients")}
+
+
+class MailchimpAutomationPullOperator(_EngagementPullOperator):
+    """Classic automations and their emails into ``automation`` / ``automation_email`` (read whole
+    each run; what Mailchimp no longer lists is marked ``_fivetran_deleted``), and the sending
+    emails' unsubscribe reports into ``unsubscribe``. See ``mailchimp_provider.reverse.automations``."""
+
+    stream = "automations"
+
+    def pull(self) -> Any:
+        from mailchimp_provider.reverse.automations import pull_automations
+
+        return pull_automations(self.pull_hook(), self.engine, self.tables, self.config)
+
+
+class MailchimpSegmentPullOperator(_EngagementPullOperator):
+    """Segments of the pulled audiences into ``segment`` (static segments are tags; read whole each
+    run, deleted ones marked ``_fivetran_deleted`` with their members). See
+    ``mailchimp_provider.reverse.segments``."""
+
+    stream = "segments"
+
+    def pull(self) -> Any:
+        from mailchimp_provider.reverse.segments import pull_segments
+
+        return pull_segments(self.pull_hook(), self.engine, self.tables, self.config)
+
+
+class _EngagementBatchPullOperator(_EngagementMixin, MailchimpBatchLifecycleOperator):
+    """A pull through batch operations with the email activity's batch settings
+    (``activity.batch_chunk_size``, polling, stall timeout, deferrable). A subclass plans with
+    ``plan_operations`` and loads with ``load``; the per-table counts of every batch are kept in
+    XCom and summed by ``finish``."""
+
+    template_fields = ()
+    stream: str = ""
+    entity: str = ""
+
+    def __init__(self, *, config: EngagementConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
+        engagement = config_from_dict(_config_dict(config))
+        activity = engagement.activity
+        kwargs.setdefault("deferrable", activity.deferrable)
+        kwargs.setdefault("poll_interval", activity.poll_interval_seconds)
+        kwargs.setdefault("stall_timeout", activity.stall_timeout_seconds)
+        super().__init__(
+            mailchimp_conn_id=engagement.mailchimp_conn_id,
+            warehouse_conn_id=engagement.warehouse_conn_id,
+            table_prefix=engagement.table_prefix,
+            table_schema=engagement.schema,
+            max_operations_per_batch=activity.batch_chunk_size,
+            **kwargs,
+        )
+        self.engagement_config = engagement.to_dict()
+
+    def _pass(self, context: "Context") -> str:
+        from mailchimp_provider.reverse.activity import pass_id
+
+        return pass_id(context)
+
+    def plan_operations(self, context: "Context") -> list[dict[str, Any]]:
+        """The operations still owed in this pass (empty: done)."""
+        raise NotImplementedError
+
+    def load(self, context: "Context", batch_id: str, results: Iterator["OperationResult"]) -> "LoadStats":
+        """Commit one batch's results; returns its per-table counts."""
+        raise NotImplementedError
+
+    def next_operations(self, context: "Context") -> tuple[str, list[dict[str, Any]]] | None:
+        operations = self.plan_operations(context)
+        if not operations:
+            return None
+        self.log.info("%s: %d operation(s) to send.", self.entity, len(operations))
+        return self.entity, operations
+
+    def apply_results(
+        self, context: "Context", entity: str, batch_id: str, results: Iterator["OperationResult"]
+    ) -> None:
+        stats = self.load(context, batch_id, results)
+        stats.log(self.log, prefix=f"Batch {batch_id}: ")
+        context["ti"].xcom_push(key=f"loaded_{batch_id}", value=stats.to_dict())
+
+    def finish(self, context: "Context") -> dict[str, Any]:
+        from mailchimp_provider.batches.ledger import BatchScope
+        from mailchimp_provider.reverse.loading import LoadStats
+
+        stats = LoadStats()
+        for entry in self.ledger_for(context).entries(BatchScope.from_context(context)):
+            loaded = context["ti"].xcom_pull(task_ids=self.task_id, key=f"loaded_{entry.batch_id}")
+            if loaded:
+                stats.merge(LoadStats.from_dict(loaded))
+        return {"tables": self.report(stats, self.stream)}
+
+
+class MailchimpAutomationActivityPullOperator(_EngagementBatchPullOperator):
+    """Who each automation email went to (``automation_recipient``, sent-to read whole when the
+    email sent more) and what they did (``automation_recipient_activity``, incremental by
+    ``since``), one operation per email and report. See
+    ``mailchimp_provider.reverse.automation_activity``."""
+
+    stream = "automation_activity"
+    entity = "automation_activity"
+
+    def plan_operations(self, context: "Context") -> list[dict[str, Any]]:
+        from mailchimp_provider.reverse import automation_activity
+
+        with self.engine.connect() as conn:
+            fetches = automation_activity.plan(conn, self.tables, self.config, self._pass(context))
+        return [f.operation() for f in fetches]
+
+    def load(self, context: "Context", batch_id: str, results: Iterator["OperationResult"]) -> "LoadStats":
+        from mailchimp_provider.reverse import automation_activity
+
+        entry = self.ledger_for(context).get(batch_id)
+        outcome = automation_activity.apply_results(
+            self.engine, self.tables, results, current_pass=self._pass(context),
+            submitted_at=entry.submitted_at if entry else None,
+        )
+        return outcome.stats
+
+
+class MailchimpSegmentMemberPullOperator(_EngagementBatchPullOperator):
+    """Who is in each segment (``segment_member``), one operation per segment that is due (changed
+    or not read for ``segments.members_refresh_hours``); members who left are marked
+    ``_fivetran_deleted``. See ``mailchimp_provider.reverse.segment_members``."""
+
+    stream = "segment_members"
+    entity = "segment_member"
+
+    def plan_operations(self, context: "Context") -> list[dict[str, Any]]:
+        from mailchimp_provider.reverse import segment_members
+
+        with self.engine.connect() as conn:
+            fetches = segment_members.plan(conn, self.tables, self.config, self._pass(context))
+        return [f.operation() for f in fetches]
+
+    def load(self, context: "Context", batch_id: str, results: Iterator["OperationResult"]) -> "LoadStats":
+        from mailchimp_provider.reverse import segment_members
+
+        return segment_members.apply_results(self.engine, self.tables, results, current_pass=self._pass(context)).stats

@@ -3,7 +3,7 @@
 The batch lifecycle is :class:`MailchimpBatchLifecycleOperator`'s; the planning and bookkeeping are
 the sync engine's (``sync/engine.py``). This class wires the two: connection, table and batch
 settings default from the sync config's ``sync:`` section; the run parameters ``full_refresh``,
-``dry_run`` and ``retry_archived`` come from the constructor or the DAG run's ``params``; one engine
+``dry_run``, ``retry_archived`` and ``retry_failed`` come from the constructor or the DAG run's ``params``; one engine
 is built per execution, and before it plans anything the audience its rules write to is audited
 (``sync/audit.py``: member changes since the last audit, read into ``mailchimp_member``); the
 failure threshold fails the task without retry (failed records are not resent within a run, so a
@@ -107,6 +107,7 @@ class MailchimpSyncOperator(MailchimpBatchLifecycleOperator):
             full_refresh=flag(self.param(context, "full_refresh", self.full_refresh, False)),
             dry_run=flag(self.param(context, "dry_run", self.dry_run, False)),
             retry_archived=flag(self.param(context, "retry_archived", self.retry_archived, False)),
+            retry_failed=flag(self.param(context, "retry_failed", None, False)),
         )
 
     def sync_engine(self, context: "Context") -> "SyncEngine":
@@ -136,9 +137,9 @@ class MailchimpSyncOperator(MailchimpBatchLifecycleOperator):
             run,
             settings,
         )
-        if run.full_refresh or run.dry_run or run.retry_archived:
-            self.log.info("Run parameters: full_refresh=%s dry_run=%s retry_archived=%s",
-                          run.full_refresh, run.dry_run, run.retry_archived)
+        if run.full_refresh or run.dry_run or run.retry_archived or run.retry_failed:
+            self.log.info("Run parameters: full_refresh=%s dry_run=%s retry_archived=%s retry_failed=%s",
+                          run.full_refresh, run.dry_run, run.retry_archived, run.retry_failed)
         run.data["sent_since"] = self.first_submission(context)
         self.audit(engine)
         self._engine_cache = (context, engine)
@@ -167,7 +168,9 @@ class MailchimpSyncOperator(MailchimpBatchLifecycleOperator):
         """Read the safety inputs (erasure requests, consent, pulled-back statuses) before anything
         else, so an unreadable one fails the task before any write (see ``_fail_on_safety_input``)."""
         with _fail_on_safety_input():
-            self.sync_engine(context).prepare()
+            engine = self.sync_engine(context)
+            engine.prepare()
+            engine.start_try()  # a resumed deferral goes through execute_complete and keeps counting
             return super().execute(context)
 
     def execute_complete(self, context: "Context", event: dict[str, Any] | None = None, rounds: int = 0) -> Any:
@@ -187,11 +190,13 @@ class MailchimpSyncOperator(MailchimpBatchLifecycleOperator):
         return None if operations is None else (engine.entity, operations)
 
     def on_batches_submitted(self, context: "Context", entity: str, batch_ids: list[str]) -> None:
-        """While Mailchimp works on the batch, plan the next one (not when deferring: the plan
-        would be lost with the process)."""
+        """While Mailchimp works on the batch, plan the next one; when deferring, write down what
+        is in flight instead (the process ends at the wait: see ``SyncEngine.hold_in_flight``)."""
         super().on_batches_submitted(context, entity, batch_ids)
         if not self.deferrable:
             self.sync_engine(context).prefetch()
+        else:
+            self.sync_engine(context).hold_in_flight(batch_ids)
 
     def apply_results(
         self, context: "Context", entity: str, batch_id: str, results: Iterator["OperationResult"]
@@ -208,10 +213,15 @@ class MailchimpSyncOperator(MailchimpBatchLifecycleOperator):
         """Log the summary table, fail (without retry) past the failure threshold, return the counts."""
         from airflow.sdk.exceptions import AirflowFailException
 
+        from mailchimp_provider.batches.ledger import ABANDONED, BatchScope
         from mailchimp_provider.sync.engine import SyncThresholdExceeded
 
+        engine = self.sync_engine(context)
+        for entry in self.ledger_for(context).entries(BatchScope.from_context(context), engine.entity):
+            if entry.status == ABANDONED:  # earlier executions' too (a deferral resumes with a new engine)
+                engine.remember_abandoned(entry.batch_id, entry.error)
         try:
-            summary = self.sync_engine(context).finish(self.log)
+            summary = engine.finish(self.log)
         except SyncThresholdExceeded as exc:
             raise AirflowFailException(str(exc)) from exc
         return summary.as_dict()

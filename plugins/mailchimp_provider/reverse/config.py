@@ -96,6 +96,20 @@ class ActivityConfig:
 
 
 @dataclass(frozen=True)
+class SegmentsConfig:
+    members_refresh_hours: int = 24
+    """A segment's members are read again when the segment changed (``updated_at``, ``member_count``)
+    and at least this often (a saved segment's members change with its members, silently)."""
+
+    def validate(self) -> list[tuple[str, str]]:
+        return _positive(self)
+
+    @property
+    def members_refresh(self) -> timedelta:
+        return timedelta(hours=self.members_refresh_hours)
+
+
+@dataclass(frozen=True)
 class EngagementConfig:
     """What the engagement pull reads and where it writes."""
 
@@ -109,6 +123,7 @@ class EngagementConfig:
     members: MembersConfig = field(default_factory=MembersConfig)
     campaigns: CampaignsConfig = field(default_factory=CampaignsConfig)
     activity: ActivityConfig = field(default_factory=ActivityConfig)
+    segments: SegmentsConfig = field(default_factory=SegmentsConfig)
     max_rejected_fraction: float = 0.01
     """A task fails (after committing) when more than this share of the records it read could not
     be stored: one odd record is a warning, a format change that rejects everything is an error."""
@@ -146,6 +161,7 @@ class EngagementConfig:
             "members": {f.name: getattr(self.members, f.name) for f in fields(MembersConfig)},
             "campaigns": {f.name: getattr(self.campaigns, f.name) for f in fields(CampaignsConfig)},
             "activity": {f.name: getattr(self.activity, f.name) for f in fields(ActivityConfig)},
+            "segments": {f.name: getattr(self.segments, f.name) for f in fields(SegmentsConfig)},
         }
 
     def with_overrides(self, **changes: Any) -> "EngagementConfig":

@@ -125,6 +125,8 @@ OUTCOME_PLANNED = "planned"
 OUTCOME_PENDING = "pending"
 """Sent, but Mailchimp's answer never arrived (lost results): neither confirmed nor unchanged."""
 REASON_RESULT_LOST = "result_lost"
+REASON_AWAITING_RESULT = "awaiting_result"
+"""A ``pending`` row of a write in a batch a deferred task is waiting for (see :meth:`SyncEngine.hold_in_flight`)."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -346,6 +348,9 @@ class RunContext:
     retry_archived: bool = False
     """Re-add members archived in Mailchimp (run parameter ``retry_archived``); otherwise they are
     skipped with reason ``archived_in_mailchimp`` and no opt-in is sent for them."""
+    retry_failed: bool = False
+    """Send only the records whose last outcome was ``failed`` plus the quarantined ones, with
+    their quarantine lifted for this run (run parameter ``retry_failed``; the dashboard's button)."""
 
 
 @dataclass(frozen=True)
@@ -484,8 +489,10 @@ class SyncEngine:
         self._prefetched: Any = _NOT_FETCHED
         self._in_flight: dict[str, PlannedOp] = {}
         """Operations handed over and not answered yet; what is left once planning ended was lost."""
-        self._abandoned: list[tuple[str, str]] = []
-        """``(batch id, why)`` of this process's abandoned batches (for the lost-results message)."""
+        self._abandoned: dict[str, str] = {}
+        """``batch id -> why`` of abandoned batches (for the lost-results message)."""
+        self._handed: list[PlannedOp] = []
+        """The operations of the last hand-over (what a deferral leaves in flight)."""
         self._last_full_pass: _PassStats | None = None
         self._skips_recorded: set[tuple[str, str]] = set()
         self._settled: set[str] = set()
@@ -545,6 +552,7 @@ class SyncEngine:
         return self._hand_over(batch)
 
     def _hand_over(self, batch: list[PlannedOp]) -> list[dict[str, Any]]:
+        self._handed = batch
         for op in batch:
             self._in_flight[str(op.ref(self.entity))] = op
         return [op.to_operation(self.entity) for op in batch]
@@ -558,11 +566,12 @@ class SyncEngine:
 
     def _batches(self) -> Iterator[Any]:
         limit = self.settings.max_operations_per_batch
-        only: set[str] | None = None  # pass 1 plans every record; later passes only those just sent
+        # pass 1 plans every record (retry_failed: the failed and quarantined ones); later passes only those just sent
+        only: set[str] | None = self.retry_failed_ids() if self.ctx.retry_failed else None
         for pass_no in range(1, MAX_PASSES + 1):
             stats = _PassStats()
             self._start_pass()
-            failed = self.failed_in_run()
+            failed = self.failed_in_run() | self.lost_too_often()
             self._settled = self.answered_in_run()
             if self.ctx.full_refresh:  # resend everything once, not once per pass
                 failed |= self.done_in_run()
@@ -765,7 +774,8 @@ class SyncEngine:
         for op in plan.ops:
             if (op.record_id, op.operation) in failed:
                 continue
-            if state is not None and state.is_quarantined_for(op.step, op.payload_hash) and not self.ctx.full_refresh:
+            lifted = self.ctx.full_refresh or self.ctx.retry_failed
+            if state is not None and state.is_quarantined_for(op.step, op.payload_hash) and not lifted:
                 if state.last_outcome == "refused":  # a definitive answer: keep its reason
                     reason = str(state.extra.get("reason") or "refused")
                     detail = f"refused by Mailchimp, not retried until the row changes: {state.last_error or ''}"
@@ -838,6 +848,17 @@ class SyncEngine:
                     out[record_id] = StateDigest(hash_, mailchimp_id, status, _tag_set(tags))
         return out
 
+    def retry_failed_ids(self) -> set[str]:
+        """Records a ``retry_failed`` run plans: last outcome ``failed``, or quarantined."""
+        t = self.tables.sync_state
+        stmt = sa.select(t.c.record_id).where(
+            t.c.entity == self.entity, sa.or_(t.c.last_outcome == OUTCOME_FAILED, t.c.quarantined.is_(True))
+        )
+        with self.db.connect() as conn:
+            ids = {r.record_id for r in conn.execute(stmt)}
+        log.info("%s: retry_failed run: %d failed or quarantined record(s) to send again", self.entity, len(ids))
+        return ids
+
     def failed_in_run(self) -> set[tuple[str, str]]:
         """``(record_id, operation)`` of this run's failed writes: not sent again in this run."""
         return self._in_run(OUTCOME_FAILED)
@@ -880,7 +901,8 @@ class SyncEngine:
     def _record_dry_run(self) -> None:
         stats = _PassStats()
         buffer: list[dict[str, Any]] = []
-        for plan in self._iter_plans(stats, set(), record_skips=True):
+        only = self.retry_failed_ids() if self.ctx.retry_failed else None
+        for plan in self._iter_plans(stats, set(), record_skips=True, only=only):
             for op in plan.ops:
                 stats.ops += 1
                 buffer.append(
@@ -975,6 +997,7 @@ class SyncEngine:
         t = self.tables.sync_result
         stmt = sa.select(t.c.operation_id).where(
             t.c.run_id == self.ctx.run_id, t.c.entity == self.entity, t.c.batch_id == batch_id,
+            t.c.outcome != OUTCOME_PENDING,  # a deferred try's note of what it sent, not a result
             t.c.record_id.in_(sa.bindparam("ids", expanding=True)),
         )
         found: set[str] = set()
@@ -1092,41 +1115,119 @@ class SyncEngine:
         return summary
 
     # -- lost results --------------------------------------------------------------------------
+    # Synchronously, one engine sees the whole try: the writes still in ``_in_flight`` when
+    # planning ends are the lost ones, and MAX_PASSES bounds how often they are sent. A deferrable
+    # task ends its process at every wait, so before it defers the writes in flight are written
+    # down as ``pending`` rows (reason awaiting_result, ``attempt`` = sends in this try); an
+    # abandoned batch turns its rows into result_lost, the next engine of the same try leaves a
+    # write alone once it was sent MAX_PASSES times, and ``finish`` counts the rows as unconfirmed.
+    def hold_in_flight(self, batch_ids: Sequence[str]) -> None:
+        """The task defers while ``batch_ids`` (the last hand-over, in order, chunked by
+        ``max_operations_per_batch``) run: record their writes as ``pending`` / awaiting_result, so
+        the engine of the resumed execution knows what was sent (see the comment above)."""
+        handed, self._handed = self._handed, []
+        if self.ctx.dry_run or not handed or not batch_ids:
+            return
+        size = self.settings.max_operations_per_batch
+        sends = self._pending_sends({op.record_id for op in handed})
+        rows = []
+        for index, op in enumerate(handed):
+            batch_id = batch_ids[min(index // size, len(batch_ids) - 1)]
+            rows.append(self._result_row(
+                op.record_id, op.operation, OUTCOME_PENDING, REASON_AWAITING_RESULT, status_decision=op.status_decision,
+                error_detail=f"sent in batch {batch_id}; waiting for its results", batch_id=batch_id,
+                operation_id=str(op.ref(self.entity)), attempt=sends.get((op.record_id, op.operation), 0) + 1,
+            ))
+        self._write(results=rows)
+
+    def start_try(self) -> None:
+        """A new try of the task counts its sends afresh: ``pending`` rows of earlier tries keep
+        their outcome but no longer hold their writes back (a retry resends what is unconfirmed)."""
+        t = self.tables.sync_result
+        with self.db.begin() as conn:
+            conn.execute(sa.update(t).where(
+                t.c.run_id == self.ctx.run_id, t.c.entity == self.entity, t.c.outcome == OUTCOME_PENDING,
+                t.c.attempt > 0,
+            ).values(attempt=0))
+
     def note_abandoned(self, batch_id: str, error: str) -> None:
-        """A batch of this process was abandoned: its operations stay unanswered (see :meth:`finish`)."""
-        self._abandoned.append((batch_id, error.split(" What to do:")[0].strip() or "abandoned"))
+        """A batch was abandoned: its writes stay unanswered (see :meth:`finish`); those a deferred
+        try recorded (:meth:`hold_in_flight`) become ``result_lost``."""
+        self.remember_abandoned(batch_id, error)
+        t = self.tables.sync_result
+        with self.db.begin() as conn:
+            conn.execute(sa.update(t).where(
+                t.c.run_id == self.ctx.run_id, t.c.entity == self.entity, t.c.batch_id == batch_id,
+                t.c.outcome == OUTCOME_PENDING,
+            ).values(reason=REASON_RESULT_LOST, error_detail=f"batch {batch_id} abandoned before its results were read"))
+
+    def remember_abandoned(self, batch_id: str, error: str | None) -> None:
+        """Name an abandoned batch in the lost-results message (e.g. from the batch ledger)."""
+        self._abandoned.setdefault(batch_id, (error or "").split(" What to do:")[0].strip() or "abandoned")
+
+    def lost_too_often(self) -> set[tuple[str, str]]:
+        """``(record_id, operation)`` sent MAX_PASSES times in this try without an answer (recorded
+        by a deferred try): not planned again in this try."""
+        return {key for key, sends in self._pending_sends().items() if sends >= MAX_PASSES}
+
+    def _pending_sends(self, record_ids: set[str] | None = None) -> dict[tuple[str, str], int]:
+        """``(record_id, operation) -> sends in this try`` of this run's ``pending`` rows."""
+        t = self.tables.sync_result
+        stmt = sa.select(t.c.record_id, t.c.operation, t.c.attempt).where(
+            t.c.run_id == self.ctx.run_id, t.c.entity == self.entity, t.c.outcome == OUTCOME_PENDING, t.c.attempt > 0,
+        )
+        with self.db.connect() as conn:
+            if record_ids is None:
+                return {(r.record_id, r.operation): r.attempt for r in conn.execute(stmt)}
+            found: dict[tuple[str, str], int] = {}
+            stmt = stmt.where(t.c.record_id.in_(sa.bindparam("ids", expanding=True)))
+            for part in _chunks(sorted(record_ids), STATE_LOOKUP_CHUNK):
+                found.update(((r.record_id, r.operation), r.attempt) for r in conn.execute(stmt, {"ids": part}))
+            return found
 
     def record_unconfirmed(self) -> int:
         """Record the writes still unanswered when planning ended as ``pending`` / ``result_lost``
         (result row and ``sync_state.last_outcome``; confirmed columns untouched, so the next run
-        plans them again). Returns how many records that is."""
-        if self.ctx.dry_run or not self._in_flight:
+        plans them again): this process's writes in flight, and those a deferred try recorded.
+        Returns how many records that is."""
+        if self.ctx.dry_run:
             return 0
-        lost = list(self._in_flight.values())
+        lost = [(op.record_id, op.operation, op.status_decision, str(op.ref(self.entity)), None, f"{op.operation} {op.action}")
+                for op in self._in_flight.values()]
         self._in_flight = {}
-        states = self.load_states({op.record_id for op in lost})
+        t = self.tables.sync_result
+        with self.db.connect() as conn:
+            held = conn.execute(sa.select(t).where(
+                t.c.run_id == self.ctx.run_id, t.c.entity == self.entity, t.c.outcome == OUTCOME_PENDING, t.c.attempt > 0,
+            )).mappings().all()
+        seen = {(record_id, operation) for record_id, operation, *_ in lost}
+        lost += [(r["record_id"], r["operation"], r["status_decision"], r["operation_id"], r["attempt"], r["operation"])
+                 for r in held if (r["record_id"], r["operation"]) not in seen]
+        if not lost:
+            return 0
+        states = self.load_states({record_id for record_id, *_ in lost})
         detail = (f"sent {MAX_PASSES} time(s) at most in this run; Mailchimp's results never arrived "
                   "(batch results expired or the batch was abandoned); the write may or may not have been applied")
         result_rows, state_rows = [], {}
-        for op in lost:
+        for record_id, operation, decision, operation_id, sends, what in lost:
             result_rows.append(self._result_row(
-                op.record_id, op.operation, OUTCOME_PENDING, REASON_RESULT_LOST, status_decision=op.status_decision,
-                error_detail=detail, operation_id=str(op.ref(self.entity)),
+                record_id, operation, OUTCOME_PENDING, REASON_RESULT_LOST, status_decision=decision,
+                error_detail=detail, operation_id=operation_id, attempt=sends,
             ))
-            state = states.get(op.record_id) or StateRow(self.entity, op.record_id)
+            state = states.get(record_id) or StateRow(self.entity, record_id)
             state.extra = {**state.extra, "reason": REASON_RESULT_LOST}
             state.last_outcome = OUTCOME_PENDING
-            state.last_error = f"{op.operation} {op.action}: result lost"
-            state_rows[op.record_id] = state.to_row()
+            state.last_error = f"{what}: result lost"
+            state_rows[record_id] = state.to_row()
         self._write(states=list(state_rows.values()), results=result_rows)
         return len(state_rows)
 
     def unconfirmed_message(self, pending: int) -> str:
         """What a person needs when results were lost: how many, why, and what to do."""
         run_id = self.ctx.run_id.replace("'", "''")
-        ids = [batch_id for batch_id, _ in self._abandoned]
+        ids = list(self._abandoned)
         batches = (f"{len(ids)} batch(es) abandoned ({', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''}); "
-                   f"the first: {self._abandoned[0][1]}") if ids else "their batches were abandoned in an earlier try"
+                   f"the first: {self._abandoned[ids[0]]}") if ids else "their batches were abandoned in an earlier try"
         return (
             f"{pending} {self.entity} record(s) were sent to Mailchimp but their results never arrived, after up to "
             f"{MAX_PASSES} planning passes in run {self.ctx.run_id}: {batches}. "

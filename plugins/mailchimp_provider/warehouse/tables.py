@@ -49,6 +49,12 @@ TABLE_NAMES: dict[str, str] = {
     "campaign": "campaign",
     "activity": "campaign_recipient_activity",
     "recipient": "campaign_recipient",
+    "automation": "automation",
+    "automation_email": "automation_email",
+    "automation_recipient": "automation_recipient",
+    "automation_activity": "automation_recipient_activity",
+    "segment": "segment",
+    "segment_member": "segment_member",
     "watermark": "watermark",
     "rejected": "rejected_record",
 }
@@ -148,7 +154,9 @@ class WarehouseTables:
 
     Attributes: ``sync_state``, ``sync_result``, ``batch``, ``list``, ``member``, ``unsubscribe``,
     ``campaign``, ``activity`` (``<prefix>campaign_recipient_activity``), ``recipient``
-    (``<prefix>campaign_recipient``), ``watermark`` and ``rejected`` (``<prefix>rejected_record``).
+    (``<prefix>campaign_recipient``), ``automation``, ``automation_email``, ``automation_recipient``,
+    ``automation_activity`` (``<prefix>automation_recipient_activity``), ``segment``,
+    ``segment_member``, ``watermark`` and ``rejected`` (``<prefix>rejected_record``).
     """
 
     def __init__(self, prefix: str = DEFAULT_PREFIX, schema: str | None = None) -> None:
@@ -166,6 +174,12 @@ class WarehouseTables:
         self.campaign = self._campaign()
         self.activity = self._activity()
         self.recipient = self._recipient()
+        self.automation = self._automation()
+        self.automation_email = self._automation_email()
+        self.automation_recipient = self._automation_recipient()
+        self.automation_activity = self._automation_activity()
+        self.segment = self._segment()
+        self.segment_member = self._segment_member()
 
     # -- access ------------------------------------------------------------------------------
     def table(self, kind: str) -> sa.Table:
@@ -197,6 +211,9 @@ class WarehouseTables:
         upgrade_engagement_tables(engine, self)
         with engine.begin() as conn:
             self.metadata.create_all(conn, checkfirst=True)
+            for table in self.metadata.sorted_tables:  # indexes added since a table was created
+                for index in table.indexes:
+                    index.create(conn, checkfirst=True)
 
     # -- bookkeeping (forward direction) -----------------------------------------------------
     def _name(self, kind: str) -> str:
@@ -255,6 +272,9 @@ class WarehouseTables:
             sa.Column("recorded_at", UtcDateTime, nullable=False, default=_now),
             sa.Index(f"ix_{name}_record", "entity", "record_id"),
             sa.Index(f"ix_{name}_batch", "batch_id"),
+            # The dashboard's tabs and counts (dashboard/queries.py): one run's rows of one outcome,
+            # by reason, paged by key; counts by outcome and reason read the index alone.
+            sa.Index(f"ix_{name}_tab", "entity", "run_id", "outcome", "reason", "record_id", "operation"),
         )
 
     def _batch(self) -> sa.Table:
@@ -548,6 +568,164 @@ class WarehouseTables:
             sa.Column("extra", JsonText),  # fields Mailchimp sent that have no column
             _synced_at(),
             _fivetran_synced(),
+        )
+
+    # -- classic automations: a workflow, its emails, who each email went to and what they did --
+    def _automation(self) -> sa.Table:
+        return sa.Table(
+            self._name("automation"),
+            self.metadata,
+            sa.Column("id", key_text(64), primary_key=True),  # workflow id (GET /automations)
+            sa.Column("list_id", sa.Text),
+            sa.Column("store_id", sa.Text),
+            sa.Column("segment_id", sa.BigInteger),  # recipients.segment_opts.saved_segment_id
+            sa.Column("segment_text", sa.Text),
+            sa.Column("title", sa.Text),
+            sa.Column("status", sa.String(32)),  # save | paused | sending
+            sa.Column("create_time", UtcDateTime),
+            sa.Column("start_time", UtcDateTime),
+            sa.Column("emails_sent", sa.Integer),
+            sa.Column("workflow_type", sa.Text),
+            sa.Column("trigger_settings", JsonText),  # the object as Mailchimp sends it, as Fivetran keeps it
+            sa.Column("from_name", sa.Text),
+            sa.Column("reply_to", sa.Text),
+            sa.Column("opens", sa.Integer),
+            sa.Column("unique_opens", sa.Integer),
+            sa.Column("open_rate", sa.Float),
+            sa.Column("clicks", sa.Integer),
+            sa.Column("subscriber_clicks", sa.Integer),
+            sa.Column("click_rate", sa.Float),
+            sa.Column("extra", JsonText),
+            _synced_at(),
+            _fivetran_synced(),
+            _fivetran_deleted(),  # true once the workflow is no longer listed
+        )
+
+    def _automation_email(self) -> sa.Table:
+        return sa.Table(
+            self._name("automation_email"),
+            self.metadata,
+            sa.Column("id", key_text(64), primary_key=True),  # the email's campaign id (its report id)
+            sa.Column("automation_id", sa.Text, nullable=False),
+            sa.Column("web_id", sa.BigInteger),
+            sa.Column("position", sa.Integer),
+            sa.Column("list_id", sa.Text),
+            sa.Column("status", sa.String(32)),
+            sa.Column("create_time", UtcDateTime),
+            sa.Column("start_time", UtcDateTime),
+            sa.Column("send_time", UtcDateTime),
+            sa.Column("emails_sent", sa.Integer),
+            sa.Column("delay_amount", sa.Integer),
+            sa.Column("delay_type", sa.Text),  # now | day | hour | week
+            sa.Column("delay_direction", sa.Text),  # before | after
+            sa.Column("delay_action", sa.Text),
+            sa.Column("delay_action_description", sa.Text),
+            sa.Column("delay_full_description", sa.Text),
+            sa.Column("title", sa.Text),
+            sa.Column("subject_line", sa.Text),
+            sa.Column("from_name", sa.Text),
+            sa.Column("reply_to", sa.Text),
+            sa.Column("to_name", sa.Text),
+            sa.Column("archive_url", sa.Text),
+            sa.Column("content_type", sa.String(32)),
+            sa.Column("template_id", sa.BigInteger),
+            sa.Column("folder_id", sa.Text),
+            sa.Column("authenticate", sa.Boolean),
+            sa.Column("auto_footer", sa.Boolean),
+            sa.Column("auto_tweet", sa.Boolean),
+            sa.Column("drag_and_drop", sa.Boolean),
+            sa.Column("fb_comments", sa.Boolean),
+            sa.Column("inline_css", sa.Boolean),
+            sa.Column("timewarp", sa.Boolean),
+            sa.Column("use_conversation", sa.Boolean),
+            sa.Column("clicktale", sa.Text),
+            sa.Column("google_analytics", sa.Text),
+            sa.Column("track_ecomm_360", sa.Boolean),
+            sa.Column("track_goals", sa.Boolean),
+            sa.Column("track_html_clicks", sa.Boolean),
+            sa.Column("track_opens", sa.Boolean),
+            sa.Column("track_text_clicks", sa.Boolean),
+            sa.Column("opens", sa.Integer),
+            sa.Column("unique_opens", sa.Integer),
+            sa.Column("open_rate", sa.Float),
+            sa.Column("clicks", sa.Integer),
+            sa.Column("subscriber_clicks", sa.Integer),
+            sa.Column("click_rate", sa.Float),
+            sa.Column("extra", JsonText),
+            _synced_at(),
+            _fivetran_synced(),
+            _fivetran_deleted(),
+        )
+
+    def _automation_recipient(self) -> sa.Table:
+        return sa.Table(
+            self._name("automation_recipient"),
+            self.metadata,
+            # GET /reports/{automation_email_id}/sent-to: who an automation email was sent to
+            sa.Column("automation_email_id", key_text(64), primary_key=True),
+            sa.Column("member_id", key_text(64), primary_key=True),
+            sa.Column("list_id", sa.Text),
+            sa.Column("email_address", sa.Text),
+            sa.Column("status", sa.String(16)),  # delivery: sent | hard | soft
+            sa.Column("open_count", sa.Integer),
+            sa.Column("last_open", UtcDateTime),
+            sa.Column("extra", JsonText),
+            _synced_at(),
+            _fivetran_synced(),
+        )
+
+    def _automation_activity(self) -> sa.Table:
+        return sa.Table(
+            self._name("automation_activity"),
+            self.metadata,
+            # GET /reports/{automation_email_id}/email-activity; the key is the campaign activity's
+            sa.Column("automation_email_id", key_text(64), primary_key=True),
+            sa.Column("member_id", key_text(64), primary_key=True),
+            sa.Column("action", key_text(16), primary_key=True),
+            sa.Column("timestamp", UtcDateTime, primary_key=True),
+            sa.Column("url_key", key_text(2000), primary_key=True, default="", server_default=""),
+            sa.Column("url", sa.Text),
+            sa.Column("list_id", sa.Text),
+            sa.Column("email_address", sa.Text),
+            sa.Column("ip", sa.Text),
+            sa.Column("bounce_type", sa.String(16)),
+            sa.Column("extra", JsonText),
+            _synced_at(),
+            _fivetran_synced(),
+        )
+
+    # -- segments (tags are static segments) -------------------------------------------------
+    def _segment(self) -> sa.Table:
+        return sa.Table(
+            self._name("segment"),
+            self.metadata,
+            sa.Column("list_id", key_text(64), primary_key=True),
+            sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),  # Mailchimp's integer id
+            sa.Column("name", sa.Text),
+            sa.Column("type", sa.String(16)),  # static (a tag) | saved | fuzzy
+            sa.Column("member_count", sa.Integer),  # subscribed members, as Mailchimp counts them
+            sa.Column("created_at", UtcDateTime),
+            sa.Column("updated_at", UtcDateTime),
+            sa.Column("match", sa.String(8)),  # a saved segment's options.match: any | all
+            sa.Column("conditions", JsonText),
+            sa.Column("extra", JsonText),
+            _synced_at(),
+            _fivetran_synced(),
+            _fivetran_deleted(),  # true once the segment is no longer listed
+        )
+
+    def _segment_member(self) -> sa.Table:
+        return sa.Table(
+            self._name("segment_member"),
+            self.metadata,
+            sa.Column("list_id", key_text(64), primary_key=True),
+            sa.Column("segment_id", sa.BigInteger, primary_key=True, autoincrement=False),
+            sa.Column("member_id", key_text(64), primary_key=True),  # subscriber hash
+            sa.Column("email_address", sa.Text),
+            sa.Column("status", sa.String(32)),  # the member's status when the segment was read
+            _synced_at(),
+            _fivetran_synced(),
+            _fivetran_deleted(),  # true once the member left the segment (or the segment went)
         )
 
 
