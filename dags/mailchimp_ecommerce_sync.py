@@ -11,7 +11,7 @@ from airflow.sdk import Asset, dag
 
 from mailchimp_provider.dag_defaults import POOL, POOL_COMMAND, default_args
 from mailchimp_provider.operators.ecommerce import PLURAL, ecommerce_sync_params, ecommerce_sync_tasks
-from mailchimp_provider.sync.ecommerce_config import ENTITIES, ecommerce_config_path, load_ecommerce_config
+from mailchimp_provider.sync.ecommerce.config import ENTITIES, ecommerce_config_path, load_ecommerce_config
 
 
 # Parsed and validated here, so a broken config is a DAG import error naming the file and key.
@@ -40,8 +40,14 @@ so marketers can segment by purchases and send product recommendations.
   fires no automations on history); the `release_store` teardown clears the flag, also when the
   run fails.
 * **Dependency order:** customers -> products (with all variants) -> promo rules -> promo codes ->
-  orders (with lines and promos). An order whose customer or product has not reached Mailchimp is
-  skipped with that reason and goes out in the first run after its dependency has.
+  orders (with lines and promos) -> carts (optional tables `carts`/`cart_lines`, for abandoned-cart
+  emails). An order or cart whose customer or product has not reached Mailchimp is skipped with
+  that reason and goes out in the first run after its dependency has. A cart that became an order
+  (its row removed, or `orders.cart_id`) is deleted in Mailchimp.
+* **Deletions** (`on_delete` in the config): records whose row left the source query are deleted
+  in Mailchimp (products, promo rules and codes, carts by default; customers and orders are kept).
+  A run deletes at most `mass_delete.max_share` of an entity unless `allow_mass_delete` is set;
+  a dry run lists the deletes.
 * **Create vs update** from `mailchimp_sync_state`: customers PUT; products, promo rules, codes and
   orders POST when new and PATCH when changed. "Already exists" on a POST is healed into a PATCH
   in the same run (and 404 on a PATCH into a POST), at most once: never a loop.

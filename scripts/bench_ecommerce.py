@@ -119,9 +119,9 @@ def sync(config_path: str, run_id: str, emulator_root: str) -> dict[str, Any]:
     from mailchimp_provider.batches.ledger import BatchLedger, BatchScope
     from mailchimp_provider.batches.runner import BatchRunner
     from mailchimp_provider.hooks.mailchimp import MailchimpHook
-    from mailchimp_provider.sync.ecommerce_config import load_ecommerce_config
-    from mailchimp_provider.sync.ecommerce_plan import RULES, CommerceScope, EcommerceSyncEngine
-    from mailchimp_provider.sync.ecommerce_store import prepare_store, release_store
+    from mailchimp_provider.sync.ecommerce.config import load_ecommerce_config
+    from mailchimp_provider.sync.ecommerce import RULES, CommerceScope, EcommerceSyncEngine
+    from mailchimp_provider.sync.ecommerce.store import prepare_store, release_store
     from mailchimp_provider.sync.engine import RunContext, SyncSettings
     from mailchimp_provider.warehouse.connection import get_engine
     from mailchimp_provider.warehouse.tables import WarehouseTables

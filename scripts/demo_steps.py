@@ -116,8 +116,8 @@ def run_demo(
     os.environ.update({k: v for k, v in env.items() if k.startswith("AIRFLOW_CONN_")})
     from mailchimp_provider.demo.data import seed_demo_warehouse
     from mailchimp_provider.reverse.report import engagement_report, engagement_report_sql
-    from mailchimp_provider.sync.ecommerce_config import ENTITIES
-    from mailchimp_provider.sync.ecommerce_report import format_run_counts, run_counts
+    from mailchimp_provider.sync.ecommerce.config import ENTITIES
+    from mailchimp_provider.sync.ecommerce.report import format_run_counts, run_counts
     from mailchimp_provider.operators.ecommerce import PLURAL
     from mailchimp_provider.warehouse.tables import WarehouseTables
 

@@ -9,7 +9,7 @@ import pytest
 from mailchimp_provider.config import audience_config_path
 from mailchimp_provider.include_paths import IncludeNotFoundError, include_dirs, include_file, sql_dir
 from mailchimp_provider.reverse.config import config_path as engagement_config_path
-from mailchimp_provider.sync.ecommerce_config import ecommerce_config_path
+from mailchimp_provider.sync.ecommerce.config import ecommerce_config_path
 from mailchimp_provider.warehouse.extract import load_sql
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 # Resource modules register their routes on import.
-from . import DEMO_API_KEY, automations, batches, campaigns, ecommerce, lists, members, reports, root, segments  # noqa: F401
+from . import DEMO_API_KEY, automations, batches, campaigns, carts, ecommerce, lists, members, reports, root, segments  # noqa: F401
 from .admin import admin_routes
 from .batches import BatchProcessor, requeue_interrupted
 from .errors import ApiError, api_key_invalid, api_key_missing, json_parse_error, too_many_requests

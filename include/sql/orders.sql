@@ -21,6 +21,9 @@ SELECT
     -- task log says so once per run); write any other expression to take control of it.
     orders.customer_email AS customer_email,
     orders.customer_first_name AS customer_first_name,
-    orders.customer_last_name AS customer_last_name
+    orders.customer_last_name AS customer_last_name,
+    -- optional: the cart this order was bought from; that cart is deleted in Mailchimp, so no
+    -- abandoned-cart email follows a purchase (NULL when orders has no such column)
+    orders.cart_id AS cart_id
 FROM orders
 ORDER BY order_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailchimp_provider.sync.ecommerce_store import store_path
+from mailchimp_provider.sync.ecommerce.store import store_path
 from mailchimp_provider.sync.paths import UnsafePathSegment, api_path
 
 

@@ -100,7 +100,7 @@ def test_guest_columns_read_as_null_on_a_contract_exact_orders_table(contract_wa
     assert [a.message() for a in absent][0] == (
         "orders has no customer_email: guest-checkout orders whose customer is not in customers are skipped "
         "(reason customer_unknown)")
-    assert {a.column for a in absent} == {"customer_email", "customer_first_name", "customer_last_name"}
+    assert {a.column for a in absent} == {"customer_email", "customer_first_name", "customer_last_name", "cart_id"}
     rows = [r for chunk in stream_sql(contract_warehouse.engine, "orders") for r in chunk]
     assert len(rows) == len(contract_warehouse.rows["orders"])
     assert {r["customer_email"] for r in rows} == {None}
@@ -115,7 +115,8 @@ def test_guest_columns_are_used_when_the_table_has_them(contract_warehouse: Any)
         conn.execute(sa.text("ALTER TABLE orders ADD COLUMN customer_email TEXT"))
         conn.execute(sa.text("UPDATE orders SET customer_email = 'gus.ghost@larkinbox.com' WHERE order_id = 'O-GUEST'"))
 
-    assert [a.column for a in absent_optional_columns(engine, "orders")] == ["customer_first_name", "customer_last_name"]
+    assert [a.column for a in absent_optional_columns(engine, "orders")] == [
+        "customer_first_name", "customer_last_name", "cart_id"]
     rows = {r["order_id"]: r for chunk in stream_sql(engine, "orders") for r in chunk}
     assert rows["O-GUEST"]["customer_email"] == "gus.ghost@larkinbox.com"
     assert rows["O-GUEST"]["customer_first_name"] is None

@@ -68,7 +68,7 @@ def test_the_audience_card_counts_equal_the_sql_counts(client: Any, synced: Any)
     db = synced.harness.db
     last = synced.runs[-1].run_id
     cards = {c["key"]: c for c in client.get("/mailchimp/api/syncs").json()["syncs"]}
-    assert set(cards) == {"audience", "customer", "product", "promo_rule", "promo_code", "order", "engagement"}
+    assert set(cards) == {"audience", "customer", "product", "promo_rule", "promo_code", "order", "cart", "engagement"}
     card = cards["audience"]
     assert card["last_run"]["run_id"] == last and card["last_run"]["url"].endswith(f"/runs/{quote(last, safe='')}")
     assert card["last_dry_run"]["run_id"] == synced.dry_run.run_id

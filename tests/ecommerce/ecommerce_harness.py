@@ -306,8 +306,9 @@ def presubmit_orders(emulator: Any, engine: sa.Engine, run_id: str) -> str:
     from mailchimp_provider.batches.ledger import BatchLedger, BatchScope
     from mailchimp_provider.batches.runner import BatchRunner
     from mailchimp_provider.hooks.mailchimp import MailchimpHook
-    from mailchimp_provider.sync.ecommerce_config import load_ecommerce_config
-    from mailchimp_provider.sync.ecommerce_plan import CommerceScope, EcommerceSyncEngine, OrderRules
+    from mailchimp_provider.sync.ecommerce.config import load_ecommerce_config
+    from mailchimp_provider.sync.ecommerce import CommerceScope, EcommerceSyncEngine
+    from mailchimp_provider.sync.ecommerce.orders import OrderRules
     from mailchimp_provider.sync.engine import RunContext, SyncSettings
     from mailchimp_provider.warehouse.tables import WarehouseTables
 

@@ -8,7 +8,7 @@ import pytest
 
 from mailchimp_provider.config import ConfigError
 from mailchimp_provider.operators.ecommerce import selected_entities
-from mailchimp_provider.sync.ecommerce_config import ENTITIES, load_ecommerce_config
+from mailchimp_provider.sync.ecommerce.config import ENTITIES, load_ecommerce_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -51,8 +51,9 @@ def test_entities_parameter():
     assert selected_entities(None) == ENTITIES and selected_entities([]) == ENTITIES
     assert selected_entities(["order", "customers"]) == ("customer", "order")  # dependency order, plurals accepted
     assert selected_entities("product, promo_rule") == ("product", "promo_rule")
-    with pytest.raises(ValueError, match="unknown e-commerce entity carts"):
-        selected_entities(["carts"])
+    assert selected_entities(["carts", "order"]) == ("order", "cart")  # carts run last
+    with pytest.raises(ValueError, match="unknown e-commerce entity wishlists"):
+        selected_entities(["wishlists"])
 
 
 def test_the_shipped_dag_follows_the_audience_dag_conventions():
@@ -65,10 +66,10 @@ def test_the_shipped_dag_follows_the_audience_dag_conventions():
     spec.loader.exec_module(module)
     dag = next(v for v in vars(module).values() if getattr(v, "dag_id", None) == "mailchimp_ecommerce_sync")
 
-    assert set(dag.params) == {"full_refresh", "dry_run", "retry_archived", "entities"}
+    assert set(dag.params) == {"full_refresh", "dry_run", "retry_archived", "retry_failed", "allow_mass_delete", "entities"}
     assert [t.task_id for t in dag.topological_sort()] == [
         "prepare_store", "sync_customers", "sync_products", "sync_promo_rules", "sync_promo_codes", "sync_orders",
-        "release_store"]
+        "sync_carts", "release_store"]
     assert dag.task_dict["release_store"].is_teardown and dag.task_dict["prepare_store"].is_setup
     for task in dag.tasks:
         assert task.pool == "mailchimp_api" and task.retries == 3

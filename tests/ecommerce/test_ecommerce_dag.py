@@ -41,7 +41,7 @@ def test_first_run_sends_everything_in_dependency_order_and_skips_bad_rows(
     assert task_states(dag_run) == {
         "prepare_store": "success", "sync_customers": "success", "sync_products": "success",
         "sync_promo_rules": "success", "sync_promo_codes": "success", "sync_orders": "success",
-        "release_store": "success",
+        "sync_carts": "success", "release_store": "success",
     }
     doc = store_doc(emulator)
     assert set(doc["customers"]) == SENT["customer"]

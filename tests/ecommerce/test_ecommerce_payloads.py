@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from mailchimp_provider.sync.ecommerce_payloads import (
+from mailchimp_provider.sync.ecommerce.payloads import (
     RejectedRecord,
     StatusMaps,
     customer_payload,

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import pytest
 
 from mailchimp_provider.errors import MailchimpConfigError
-from mailchimp_provider.sync.ecommerce_source import binary_sorted_sql, merge_children, merged_chunks
+from mailchimp_provider.sync.ecommerce.source import binary_sorted_sql, merge_children, merged_chunks
 from mailchimp_provider.warehouse.source_tables import create_source_tables
 
 

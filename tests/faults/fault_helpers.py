@@ -81,3 +81,37 @@ def ledger_rows(engine: Any, run_id: str) -> list[dict[str, Any]]:
     t = WarehouseTables().batch
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(sa.select(t).where(t.c.run_id == run_id)).mappings()]
+
+
+def ecommerce_outcome(emulator: Any, engine: Any, run_id: str) -> dict[str, Any]:
+    """What the e-commerce sync did, independent of when: the store's resources and order lines in
+    the emulator, and every record's result rows."""
+    from ecommerce_harness import results, store_doc
+
+    doc = store_doc(emulator)
+    return {
+        "store": {kind: sorted(doc[kind]) for kind in ("customers", "products", "orders", "promo_rules")},
+        "lines": sorted((oid, len(o.get("lines") or [])) for oid, o in doc["orders"].items()),
+        "results": sorted((r["entity"], r["record_id"], r["outcome"], r["reason"] or "") for r in results(engine, run_id)),
+    }
+
+
+_CLEAN_ECOMMERCE: dict[str, tuple[dict[str, Any], dict[tuple[str, str], int]]] = {}
+
+
+def clean_ecommerce_run(warehouse: Any, emulator: Any) -> tuple[dict[str, Any], dict[tuple[str, str], int]]:
+    """Seed the shop into this test's (fresh) warehouse and return what a clean run of it does:
+    ``(ecommerce_outcome, result rows per record)``. The clean run happens once per warehouse kind
+    and process (the outcome depends only on the shop's data); the caller then resets the emulator
+    and the bookkeeping before its own run."""
+    from ecommerce_harness import run_sync, seed_shop
+    from test_kills import result_row_counts
+
+    seed_shop(warehouse)
+    if warehouse.kind not in _CLEAN_ECOMMERCE:
+        clean = run_sync()
+        assert clean.state == "success"
+        rows = result_row_counts(warehouse.engine, clean.run_id)
+        assert rows, "the clean run wrote no result rows"
+        _CLEAN_ECOMMERCE[warehouse.kind] = (ecommerce_outcome(emulator, warehouse.engine, clean.run_id), rows)
+    return _CLEAN_ECOMMERCE[warehouse.kind]

@@ -1,14 +1,18 @@
-"""Run one DAG in this process and SIGKILL the process at a chosen moment (a worker dying).
+"""Run one DAG and SIGKILL the process at a chosen moment (a worker dying).
 
-Used by test_kills.py as ``python kill_runner.py <dag> <moment> <run_after ISO>``; the Airflow
-metadata DB, the warehouse and the Mailchimp connection come from the environment the test set.
-The moment is reached for real (the patched function runs first, then the process dies), so a
-return code of -9 proves the kill happened where the test says.
+``kill_at`` (what test_kills.py uses) forks the test process, which has Airflow and the provider
+imported already, and runs the DAG in the child: a kill costs the DAG run, not an interpreter
+start-up and Airflow's imports (seconds each on a busy machine). ``python kill_runner.py <dag>
+<moment> <run_after ISO>`` does the same in a fresh interpreter, for a run by hand. The moment is
+reached for real (the patched function runs first, then the process dies), so a death by SIGKILL
+proves the kill happened where the test says.
 
-Moments: ``after_post`` (Mailchimp accepted a batch, the ledger does not know it yet),
-``after_submit`` (the batch is on record in the ledger), ``mid_wait`` (first poll of a running
-batch), ``mid_apply`` (one batch's bookkeeping committed, the batch not yet marked applied),
-``mid_load`` (engagement pull: after the second warehouse merge, inside its transaction).
+Moments: ``after_post`` (Mailchimp accepted the second batch, the ledger only has its intent),
+``after_post:<entity>`` (the same for the first batch of that entity's operations, e.g.
+``after_post:order``), ``after_submit`` (the batch is on record in the ledger), ``mid_wait``
+(first poll of a running batch), ``mid_apply`` (one batch's bookkeeping committed, the batch not
+yet marked applied), ``mid_load`` (engagement pull: after the second warehouse merge, inside its
+transaction).
 """
 
 from __future__ import annotations
@@ -27,13 +31,16 @@ for extra in (ROOT / "plugins", ROOT / "emulator", TESTS, TESTS / "batches", TES
     sys.path.insert(0, str(extra))
 
 
-def die_after(owner: Any, name: str, nth: int = 1) -> None:
-    """Replace ``owner.name`` so that its ``nth`` call completes and then the process is SIGKILLed."""
+def die_after(owner: Any, name: str, nth: int = 1, when: Callable[..., bool] | None = None) -> None:
+    """Replace ``owner.name`` so that its ``nth`` call (counting calls ``when(*args)`` accepts)
+    completes and then the process is SIGKILLed."""
     original: Callable[..., Any] = getattr(owner, name)
     calls = {"n": 0}
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         result = original(*args, **kwargs)
+        if when is not None and not when(*args, **kwargs):
+            return result
         calls["n"] += 1
         if calls["n"] == nth:
             sys.stdout.flush()
@@ -52,6 +59,10 @@ def arm(moment: str) -> None:
 
     if moment == "after_post":
         die_after(MailchimpHook, "submit_batch", nth=2)
+    elif moment.startswith("after_post:"):
+        prefix = moment.split(":", 1)[1] + ":"
+        die_after(MailchimpHook, "submit_batch",
+                  when=lambda _hook, operations, *a, **k: str(operations[0].get("operation_id")).startswith(prefix))
     elif moment == "after_submit":
         die_after(BatchLedger, "record_submission", nth=2)
     elif moment == "mid_wait":
@@ -95,6 +106,61 @@ def main(name: str, moment: str, run_after: str) -> None:
     dag.test(run_conf=conf, logical_date=when, run_after=when)
     print(f"kill_runner: the run ended without reaching {moment!r}", file=sys.stderr)
     sys.exit(3)
+
+
+def kill_at(name: str, moment: str, run_after: datetime, log: Path, timeout: float = 240.0) -> None:
+    """Run DAG ``name`` in a forked child that SIGKILLs itself at ``moment`` (output in ``log``);
+    assert it died there. No pooled connection crosses the fork: both sides start with none.
+
+    The engagement pull runs in a fresh interpreter instead: its earlier run in the test process
+    leaves worker threads whose locks a forked child inherits held (it hangs)."""
+    import time
+
+    if name == "engagement":
+        import subprocess
+
+        with open(log, "wb") as out:
+            proc = subprocess.run([sys.executable, __file__, name, moment, run_after.isoformat()],
+                                  env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
+        assert proc.returncode == -signal.SIGKILL, f"not killed at {moment} (rc {proc.returncode}):\n" + log.read_text()[-4000:]
+        return
+
+    from airflow import settings
+
+    from mailchimp_provider.warehouse.connection import dispose_engines
+
+    dispose_engines()
+    if settings.engine is not None:
+        settings.engine.dispose()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            sys.stdout = sys.stderr = open(fd, "w", buffering=1, closefd=False)
+            main(name, moment, run_after.isoformat())
+        except BaseException as exc:  # noqa: BLE001 - reported through the log and the exit code
+            import traceback
+
+            traceback.print_exception(exc)
+        finally:
+            sys.stdout.flush()
+            os._exit(3)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError(f"the run to kill at {moment} hung for {timeout:.0f}s:\n" + log.read_text()[-4000:])
+        time.sleep(0.05)
+    killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert killed, f"not killed at {moment} (status {status}):\n" + log.read_text()[-4000:]
 
 
 if __name__ == "__main__":

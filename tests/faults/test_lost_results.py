@@ -127,30 +127,3 @@ def test_ecommerce_lost_customer_results_fail_the_task_and_orders_wait_as_custom
     list_id = emulator.api("GET", "/ecommerce/stores/test-shop").json()["list_id"]
     members = emulator.api("GET", f"/lists/{list_id}/members", params={"count": 1000}).json()["members"]
     assert len(members) == len({m["email_address"] for m in members}) == 2  # 0 duplicates
-
-
-@pytest.mark.slow
-def test_members_created_by_a_try_killed_during_apply_stay_labelled_create(
-    make_harness: Any, warehouse: Any, tmp_path: Any
-) -> None:
-    """The killed try applied one batch's results but did not mark it applied; the retry applies
-    it again (and re-plans what it sent, after auditing members that batch created): every member
-    of this first sync is still a ``create``, not an ``update``."""
-    from batch_helpers import run_dag
-    from test_kills import kill_at, run_after_now
-
-    h = make_harness(warehouse, sync={"max_operations_per_batch": 20})
-    rows = audience_rows(60)
-    h.insert(*rows)
-    h.make_audience()
-    run_after = run_after_now()
-
-    kill_at("audience", "mid_apply", run_after, tmp_path)
-    retried = run_dag(h.load_dag(retries=0), None, run_after=run_after)
-
-    assert retried.state == "success"
-    results = h.results(retried.run_id)
-    assert {rid for rid, _ in results} == {r["customer_id"] for r in rows}
-    assert {(op, r["outcome"], r["reason"]) for (_, op), r in results.items()} == {("upsert", "ok", "create")}
-    assert len(h.members()) == 60
-    assert h.batch_ops(PUT_MEMBER) == 60  # re-attached, nothing sent twice

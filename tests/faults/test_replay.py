@@ -209,3 +209,61 @@ def test_the_audience_sync_with_lost_post_answers_sends_each_record_once(
     res = h.results(run.run_id)
     assert {rid for rid, _ in res} == {f"c{i}" for i in range(30)}
     assert {r["outcome"] for r in res.values()} == {"ok"}
+
+
+def _intent_runner(warehouse: Any) -> tuple[Any, Any, Any]:
+    from mailchimp_provider.batches.ledger import BatchLedger, BatchScope
+    from mailchimp_provider.batches.runner import BatchRunner
+    from mailchimp_provider.warehouse.tables import WarehouseTables
+
+    ledger = BatchLedger(warehouse.engine, WarehouseTables())
+    return BatchRunner(make_hook(), ledger), ledger, BatchScope("faults", "run-1", "sync")
+
+
+def test_a_batch_sent_by_a_try_that_died_before_recording_it_is_adopted_not_sent_again(
+    emulator: Any, warehouse: Any
+) -> None:
+    list_id = make_audience(emulator)
+    ops = put_member_ops(list_id, emails(6))
+    runner, ledger, scope = _intent_runner(warehouse)
+    # The dead try: its intent is on record, its POST reached Mailchimp, then it was killed.
+    intent = ledger.record_intent(scope, "member", 0, ops)
+    sent = emulator.api("POST", "/batches", json={"operations": ops}).json()["id"]
+
+    adopted = runner.open_batches(scope)
+
+    assert [e.batch_id for e in adopted] == [sent]
+    assert [(e.batch_id, e.chunk_no, e.operation_count) for e in ledger.entries(scope)] == [(sent, 0, 6)]
+    assert intent.batch_id not in {e.batch_id for e in ledger.entries(scope)}
+    assert route_total(emulator, "POST /batches") == 1 and account_batches(emulator) == [sent]
+    assert route_total(emulator, PUT_MEMBER_ROUTE, "batch") == 6  # each operation once
+
+
+def test_a_same_size_batch_is_adopted_only_with_the_intents_operation_ids(emulator: Any, warehouse: Any) -> None:
+    list_id = make_audience(emulator)
+    runner, ledger, scope = _intent_runner(warehouse)
+    ours = put_member_ops(list_id, emails(3))
+    ledger.record_intent(scope, "member", 0, ours)
+    other = emulator.api("POST", "/batches", json={"operations": put_member_ops(list_id, emails(3, prefix="o"))}).json()
+    wait_finished(runner.hook, other["id"])
+    runner.hook.known_batch_ids.discard(other["id"])  # seen only by the test, not by the sync
+    mine = emulator.api("POST", "/batches", json={"operations": ours}).json()["id"]
+
+    adopted = runner.open_batches(scope)
+
+    assert [e.batch_id for e in adopted] == [mine]
+
+
+def test_an_intent_whose_post_never_arrived_is_closed_and_nothing_is_applied(emulator: Any, warehouse: Any) -> None:
+    from mailchimp_provider.batches.ledger import NOT_SENT
+
+    list_id = make_audience(emulator)
+    runner, ledger, scope = _intent_runner(warehouse)
+    ledger.record_intent(scope, "member", 0, put_member_ops(list_id, emails(2)))
+
+    started = time.monotonic()
+    assert runner.open_batches(scope) == []
+
+    assert time.monotonic() - started >= FAST_LOOKUP.server_timeout - 0.5  # certain only once the server gave up
+    assert [(e.status, e.is_open) for e in ledger.entries(scope)] == [(NOT_SENT, False)]
+    assert route_total(emulator, "POST /batches") == 0

@@ -14,7 +14,17 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from fault_helpers import audience_outcome, ledger_rows, audience_rows, calm, emulator_stats, storm, wipe_bookkeeping
+from fault_helpers import (
+    audience_outcome,
+    audience_rows,
+    calm,
+    clean_ecommerce_run,
+    ecommerce_outcome,
+    emulator_stats,
+    ledger_rows,
+    storm,
+    wipe_bookkeeping,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +53,37 @@ def test_audience_sync_in_a_storm_ends_as_a_clean_run(make_harness: Any, warehou
     assert stats["injected"] > 0 and stats["injected_after_processing"] > 0, "the storm did not hit"
     assert audience_outcome(h, stormy.run_id) == expected
     assert stats["operations_applied"] == applied  # no batch ran twice
-    assert stats["batches"]["total"] == batches == len(ledger_rows(h.db, stormy.run_id))  # no orphan batch
+    sent = [row for row in ledger_rows(h.db, stormy.run_id) if row["status"] != "not_sent"]
+    assert stats["batches"]["total"] == batches == len(sent)  # no orphan batch
+
+
+def test_ecommerce_sync_in_a_storm_ends_as_a_clean_run(warehouse: Any, emulator: Any, airflow_db: None) -> None:
+    from ecommerce_harness import ORDERS_POST, batch_ops, load_test_dag, run_sync
+    from test_kills import result_row_counts
+
+    expected, expected_rows = clean_ecommerce_run(warehouse, emulator)
+    emulator.admin("POST", "reset")
+    wipe_bookkeeping(warehouse.engine)
+    dag = load_test_dag()
+    retries = {task.task_id: task.retries for task in dag.tasks}
+    for task in dag.tasks:
+        task.retries = 2  # as the shipped DAG's tasks have at least
+    storm(emulator)
+    try:
+        stormy = run_sync()
+    finally:
+        calm(emulator)
+        for task in dag.tasks:
+            task.retries = retries[task.task_id]
+
+    assert stormy.state == "success"
+    stats = emulator_stats(emulator)
+    assert stats["injected"] > 0, "the storm did not hit"
+    assert ecommerce_outcome(emulator, warehouse.engine, stormy.run_id) == expected
+    assert result_row_counts(warehouse.engine, stormy.run_id) == expected_rows
+    assert batch_ops(emulator, ORDERS_POST) == len(expected["store"]["orders"])  # no order sent twice
+    sent = [row for row in ledger_rows(warehouse.engine, stormy.run_id) if row["status"] != "not_sent"]
+    assert stats["batches"]["total"] == len(sent)  # no orphan batch, none sent twice
 
 
 def engagement_world(h: Any) -> None:

@@ -13,7 +13,12 @@ import sqlalchemy as sa
 from mailchimp_provider.demo.data import seed_demo_warehouse
 from mailchimp_provider.errors import MailchimpConfigError
 from mailchimp_provider.warehouse.extract import REJECTED, SQL_DIR_ENV, load_sql, sql_dir, stream_sql
-from mailchimp_provider.warehouse.source_tables import SOURCE_COLUMNS, create_source_tables, source_metadata
+from mailchimp_provider.warehouse.source_tables import (
+    OPTIONAL_SOURCE_COLUMNS,
+    SOURCE_COLUMNS,
+    create_source_tables,
+    source_metadata,
+)
 from mailchimp_provider.warehouse.upsert import upsert
 
 ENTITIES = sorted(SOURCE_COLUMNS)
@@ -21,7 +26,7 @@ ENTITIES = sorted(SOURCE_COLUMNS)
 
 def test_every_entity_has_a_query_file_in_include_sql() -> None:
     assert sql_dir() == Path(__file__).resolve().parents[2] / "include" / "sql"
-    assert sorted(p.stem for p in sql_dir().glob("*.sql")) == ENTITIES
+    assert sorted(p.stem for p in sql_dir().glob("*.sql")) == sorted([*ENTITIES, *OPTIONAL_SOURCE_COLUMNS])
 
 
 @pytest.fixture

@@ -47,7 +47,9 @@ def test_names_carry_the_prefix_and_the_contract_table_names() -> None:
         "mailchimp_sync_state", "mailchimp_sync_result", "mailchimp_batch", "mailchimp_list",
         "mailchimp_member", "mailchimp_unsubscribe", "mailchimp_campaign",
         "mailchimp_campaign_recipient_activity", "mailchimp_campaign_recipient", "mailchimp_watermark",
-        "mailchimp_rejected_record",
+        "mailchimp_rejected_record", "mailchimp_automation", "mailchimp_automation_email",
+        "mailchimp_automation_recipient", "mailchimp_automation_recipient_activity", "mailchimp_segment",
+        "mailchimp_segment_member",
     }
     custom = WarehouseTables(prefix="mc_", schema="marketing")
     assert custom.member.name == "mc_member"

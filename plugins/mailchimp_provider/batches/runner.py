@@ -7,6 +7,8 @@ rules that make retries safe live here:
 1. a batch's ledger row is committed right after ``POST /batches`` answers, before the next chunk
    is sent and before anyone waits; a POST whose answer was lost is not simply sent again: the hook
    looks the batch up first (``hooks.batch_lookup``) and the ledger records the one Mailchimp has;
+   an intent row is committed before each POST, so a try that died between the POST and its
+   ledger row leaves a trace: the next try looks that batch up and adopts it (``open_batches``);
 2. results are always read through a fresh ``GET /batches/{id}``, because the archive URL is
    presigned and expires within minutes;
 3. a batch is marked applied only by the caller, after its own bookkeeping is committed.
@@ -17,6 +19,8 @@ from __future__ import annotations
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+
+from datetime import timedelta
 
 from mailchimp_provider.batches.ledger import BatchLedger, BatchScope, LedgerEntry
 from mailchimp_provider.batches.progress import BatchProgress, Outcome, split_hint
@@ -102,8 +106,44 @@ class BatchRunner:
 
     # -- ledger views -----------------------------------------------------------------------------
     def open_batches(self, scope: BatchScope, entity: str | None = None) -> list[LedgerEntry]:
-        """Batches of ``scope`` submitted earlier whose results are not applied yet."""
-        return self.ledger.open_batches(scope, entity)
+        """Batches of ``scope`` submitted earlier whose results are not applied yet; an intent left
+        by a try that died during its POST is first resolved (adopted, or closed as not sent)."""
+        entries = self.ledger.open_batches(scope, entity)
+        if not any(e.is_intent for e in entries):
+            return entries
+        resolved = [self.resolve_intent(scope, e) if e.is_intent else e for e in entries]
+        return [e for e in resolved if e is not None]
+
+    def resolve_intent(self, scope: BatchScope, intent: LedgerEntry) -> LedgerEntry | None:
+        """Find the batch a dead try sent for ``intent`` and record it in the intent's place (its
+        operations are then applied, not sent again), or close the intent when Mailchimp certainly
+        has no such batch (its records are planned again). Returns the batch's entry, or None."""
+        from mailchimp_provider.hooks.batch_lookup import BatchLookup, find_intent_batch
+
+        lookup = getattr(self.hook, "batch_lookup", None) or BatchLookup()
+        sent = intent.submitted_at
+        assert sent is not None and intent.intent_digest is not None
+        margin = timedelta(seconds=lookup.clock_skew + 1)
+        known = self.ledger.recorded_between(sent - margin, sent + timedelta(seconds=lookup.server_timeout) + margin)
+        known |= set(getattr(self.hook, "known_batch_ids", ()))
+        log.warning("An earlier try died while sending chunk %s of %s (%s operations, intent %s): looking for "
+                    "its batch in Mailchimp before anything is sent again.",
+                    intent.chunk_no, intent.entity, intent.operation_count, intent.batch_id)
+        batch = find_intent_batch(self.hook, size=int(intent.operation_count or 0), digest=intent.intent_digest,
+                                  sent_at=sent.timestamp(), known=known, lookup=lookup)
+        if batch is None:
+            self.ledger.mark_not_sent(intent, "the try that sent this chunk died during POST /batches, and "
+                                              "Mailchimp has no such batch (looked it up): nothing to apply")
+            log.warning("Mailchimp never created the batch of intent %s: its records are planned again.", intent.batch_id)
+            return None
+        entry = self.ledger.record_submission(
+            scope, intent.entity or "", int(intent.chunk_no or 0), str(batch["id"]),
+            int(intent.operation_count or 0), batch=batch, intent=intent,
+        )
+        log.warning("Adopted batch %s (%s operations, submitted at %s) for intent %s: it is re-attached, "
+                    "not sent again.", batch["id"], batch.get("total_operations"), batch.get("submitted_at"),
+                    intent.batch_id)
+        return entry
 
     def mark_applied(self, batch_id: str) -> None:
         """Close a batch once the caller's bookkeeping for its results is committed."""
@@ -127,9 +167,16 @@ class BatchRunner:
         batch_ids: list[str] = []
         for start in range(0, len(ops), size):
             chunk = ops[start:start + size]
-            batch = self.hook.submit_batch(chunk)
+            intent = self.ledger.record_intent(scope, entity, chunk_no, chunk)
+            try:
+                batch = self.hook.submit_batch(chunk)
+            except MailchimpBatchError:
+                raise  # the hook could not tell whether Mailchimp has it: the next try resolves the intent
+            except Exception as exc:  # refused, or looked up and certainly absent: nothing was created
+                self.ledger.mark_not_sent(intent, f"POST /batches failed and created no batch: {exc}"[:1000])
+                raise
             batch_id = str(batch["id"])
-            self.ledger.record_submission(scope, entity, chunk_no, batch_id, len(chunk), batch=batch)
+            self.ledger.record_submission(scope, entity, chunk_no, batch_id, len(chunk), batch=batch, intent=intent)
             log.info(
                 "Submitted Mailchimp batch %s (%s, chunk %d, %d operations) for %s; recorded in %s. "
                 "Inspect it with GET %s/batches/%s.",

@@ -84,7 +84,7 @@ def catalogue() -> Catalogue:
     from mailchimp_provider.operators.ecommerce import PLURAL
     from mailchimp_provider.reverse.config import load_config as load_engagement_config
     from mailchimp_provider.sync.audience import ENTITY as MEMBER
-    from mailchimp_provider.sync.ecommerce_config import ENTITIES
+    from mailchimp_provider.sync.ecommerce.config import ENTITIES
 
     audience = load_audience_config()
     forward = WarehouseTables(audience.table_prefix, audience.table_schema)

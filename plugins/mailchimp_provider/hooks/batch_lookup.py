@@ -27,6 +27,12 @@ entries carry each operation's ``operation_id``. Hence:
    * no verdict within ``max_wait``: ``MailchimpBatchError`` naming the candidates; nothing is
      sent again (the task's retry re-plans only what is still unconfirmed).
 
+The same search serves a try that died during the POST (``find_intent_batch``): the ledger wrote
+an *intent* row before sending (``batches.ledger``: time sent, operation count, a digest of the
+operation ids), so the retry looks for that batch the same way, verifies a finished candidate by
+the digest of all its results' operation ids (exact, order-free), and adopts it instead of sending
+its operations a second time.
+
 Limits, stated plainly: another client of the same account submitting a batch of exactly our size
 within the window, while our own POST really failed, is taken for ours when it is the only match
 (our records then get no result and stay pending for the sync to plan again: not lost, not
@@ -90,6 +96,33 @@ def _first_operation_id(hook: "MailchimpHook", batch_id: str) -> str | None:
     return None
 
 
+def _results_digest(hook: "MailchimpHook", batch_id: str) -> str:
+    """:func:`batches.ledger.operations_digest` of every result's ``operation_id`` of a finished batch."""
+    from mailchimp_provider.batches.ledger import operations_digest
+
+    batch = hook.get(f"/batches/{batch_id}")
+    return operations_digest(str(r.operation_id or "") for r in hook.iter_batch_results(batch))
+
+
+def find_intent_batch(
+    hook: "MailchimpHook",
+    *,
+    size: int,
+    digest: str,
+    sent_at: float,
+    known: Collection[str] = (),
+    lookup: BatchLookup = BatchLookup(),
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any] | None:
+    """The batch a dead try sent (ledger intent: ``size`` operations whose ids digest to ``digest``,
+    sent at ``sent_at``), or None when Mailchimp certainly has none. A finished candidate of that
+    size is adopted only when its results carry exactly those operation ids; a single candidate
+    still running is adopted by its count (as in :func:`find_submitted_batch`)."""
+    return _search(hook, size, lambda batch_id: _results_digest(hook, batch_id) == digest, always_verify=True,
+                   sent_at=sent_at, answered=False, known=known, lookup=lookup, clock=clock, sleep=sleep)
+
+
 def find_submitted_batch(
     hook: "MailchimpHook",
     operations: Sequence[dict[str, Any]],
@@ -107,8 +140,27 @@ def find_submitted_batch(
     :param answered: the POST got an answer (5xx): the server is done with it. False for a timeout
         or dropped connection: absence is believed only ``lookup.server_timeout`` after sending.
     """
-    size = len(operations)
     ours = {str(op["operation_id"]) for op in operations if op.get("operation_id") is not None}
+    verify = (lambda batch_id: _first_operation_id(hook, batch_id) in ours) if ours else None
+    return _search(hook, len(operations), verify, always_verify=False, sent_at=sent_at, answered=answered,
+                   known=known, lookup=lookup, clock=clock, sleep=sleep)
+
+
+def _search(
+    hook: "MailchimpHook",
+    size: int,
+    verify: Callable[[str], bool] | None,
+    *,
+    always_verify: bool,
+    sent_at: float,
+    answered: bool,
+    known: Collection[str],
+    lookup: BatchLookup,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> dict[str, Any] | None:
+    """The verdict loop of the module docstring; ``verify(batch_id)`` tells whether a finished
+    candidate is ours (``always_verify``: even a single finished candidate is checked)."""
     absent_from = sent_at if answered else sent_at + lookup.server_timeout
     give_up = clock() + lookup.max_wait
     foreign: set[str] = set()
@@ -118,26 +170,26 @@ def find_submitted_batch(
         candidates = [
             b for b in hook.list_batches()
             if str(b.get("id")) not in known and str(b.get("id")) not in foreign
-            and _in_window(b, sent_at, now, lookup.clock_skew)
+            and _in_window(b, sent_at, min(now, sent_at + lookup.server_timeout), lookup.clock_skew)
         ]
         uncounted = [b for b in candidates if not b.get("total_operations") and b.get("status") in UNCOUNTED_STATUSES]
         matching = [b for b in candidates if b.get("total_operations") == size]
         if not matching and not uncounted and now >= absent_from:
             log.info("POST /batches: no batch of %d operations submitted since %s: certainly absent.", size, sent_at)
             return None
-        if len(matching) == 1 and not uncounted:
+        if len(matching) == 1 and not uncounted and not (always_verify and matching[0].get("status") == "finished"):
             return matching[0]
-        if len(matching) > 1 and ours:
+        if (len(matching) > 1 or always_verify) and verify is not None:
             for batch in matching:
                 if batch.get("status") != "finished":
                     continue
                 batch_id = str(batch["id"])
                 try:
-                    first = _first_operation_id(hook, batch_id)
+                    ours = verify(batch_id)
                 except MailchimpError as err:
                     log.warning("Could not read the results of candidate batch %s (%s); asking again.", batch_id, err)
                     continue
-                if first in ours:
+                if ours:
                     return batch
                 foreign.add(batch_id)
         if now >= give_up:

@@ -362,6 +362,8 @@ class MailchimpBatchLifecycleOperator(BaseOperator):
 
     def _publish_batch_ids(self, context: "Context", runner: "BatchRunner", scope: "BatchScope") -> None:
         """Every batch id of this task instance, for the extra link and for people reading XCom."""
-        batch_ids = [e.batch_id for e in runner.ledger.entries(scope)]
+        from mailchimp_provider.batches.ledger import NOT_SENT, SUBMITTING
+
+        batch_ids = [e.batch_id for e in runner.ledger.entries(scope) if e.status not in (SUBMITTING, NOT_SENT)]
         if batch_ids:
             context["ti"].xcom_push(key=XCOM_BATCH_IDS, value=batch_ids)

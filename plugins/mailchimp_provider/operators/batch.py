@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["MailchimpBatchOperator"]
 
 ABANDONED = "abandoned"  # mailchimp_provider.batches.ledger.ABANDONED (not imported: keeps DAG parsing light)
+NOT_SENT = "not_sent"  # mailchimp_provider.batches.ledger.NOT_SENT
 SUMMARY_KEY = "mailchimp_batch_summaries"
 FIRST_ERRORS = 10
 SLICE_PREFIX = "ops:"
@@ -125,7 +126,7 @@ class MailchimpBatchOperator(MailchimpBatchLifecycleOperator):
                 continue
             if entry.status == ABANDONED:
                 abandoned.setdefault(bounds, []).append(f"{entry.batch_id}: {entry.error}")
-            else:
+            elif entry.status != NOT_SENT:  # an intent Mailchimp never turned into a batch covers nothing
                 covered.add(bounds)
         size = self.max_operations_per_batch
         for start in range(0, len(ops), size):

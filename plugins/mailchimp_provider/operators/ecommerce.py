@@ -1,10 +1,10 @@
 """MailchimpEcommerceSyncOperator: one e-commerce entity (customers, products, promo rules, promo
-codes or orders) from the warehouse into the Mailchimp store, through batches.
+codes, orders or carts) from the warehouse into the Mailchimp store, through batches.
 
 The batch lifecycle (submit, wait or defer, re-attach on retry, stall and expiry handling) is the
 base class's; the change detection, bookkeeping and summary are the sync engine's
 (``sync/engine.py``); the entity rules (create vs update, healing, dependencies) are in
-``sync/ecommerce_plan.py``. One task per entity, chained in dependency order by the DAG, so the
+``sync/ecommerce/``. One task per entity, chained in dependency order by the DAG, so the
 Airflow grid shows where a run stopped and a retry redoes one entity only.
 
 Run parameters (``params`` of the DAG run, or the constructor arguments, which win):
@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from mailchimp_provider.operators.sync import MailchimpSyncOperator, flag
-from mailchimp_provider.sync.ecommerce_config import ENTITIES
+from mailchimp_provider.sync.ecommerce.config import ENTITIES
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from mailchimp_provider.sync.ecommerce_config import EcommerceSyncConfig
+    from mailchimp_provider.sync.ecommerce.config import EcommerceSyncConfig
     from mailchimp_provider.sync.engine import RunContext, SyncEngine, SyncSettings
     from mailchimp_provider.warehouse.tables import WarehouseTables
 
@@ -51,7 +51,7 @@ def selected_entities(value: Any) -> tuple[str, ...]:
 class MailchimpEcommerceSyncOperator(MailchimpSyncOperator):
     """Sync one e-commerce entity into the configured store (see the module docstring).
 
-    :param entity: ``customer``, ``product``, ``promo_rule``, ``promo_code`` or ``order``.
+    :param entity: ``customer``, ``product``, ``promo_rule``, ``promo_code``, ``order`` or ``cart``.
     :param config_path: the e-commerce sync config (default ``include/ecommerce_sync.yaml``).
     :param full_refresh: resend every record; None reads ``params.full_refresh``.
     :param dry_run: plan and record, send nothing; None reads ``params.dry_run``.
@@ -72,7 +72,7 @@ class MailchimpEcommerceSyncOperator(MailchimpSyncOperator):
         entities: Sequence[str] | str | None = None,
         **kwargs: Any,
     ) -> None:
-        from mailchimp_provider.sync.ecommerce_config import load_ecommerce_config
+        from mailchimp_provider.sync.ecommerce.config import load_ecommerce_config
 
         if entity not in ENTITIES:
             raise ValueError(f"entity must be one of {', '.join(ENTITIES)}, got {entity!r}")
@@ -88,7 +88,7 @@ class MailchimpEcommerceSyncOperator(MailchimpSyncOperator):
 
     # -- the engine, once per execution ----------------------------------------------------------
     def load_config(self) -> "EcommerceSyncConfig":
-        from mailchimp_provider.sync.ecommerce_config import load_ecommerce_config
+        from mailchimp_provider.sync.ecommerce.config import load_ecommerce_config
 
         return load_ecommerce_config(Path(self.config_path) if self.config_path else None)
 
@@ -99,9 +99,10 @@ class MailchimpEcommerceSyncOperator(MailchimpSyncOperator):
         self, context: "Context", config: "EcommerceSyncConfig", db: Any, tables: "WarehouseTables",
         run: "RunContext", settings: "SyncSettings",
     ) -> "SyncEngine":
-        from mailchimp_provider.sync.ecommerce_plan import RULES, CommerceScope, EcommerceSyncEngine
+        from mailchimp_provider.sync.ecommerce import RULES, CommerceScope, EcommerceSyncEngine
 
         rules = RULES[self.entity](CommerceScope(config.store.id, config, config.consent()))
+        run.data["allow_mass_delete"] = flag(self.param(context, "allow_mass_delete", None, False))
         return EcommerceSyncEngine(db, tables, rules, run, settings)
 
     # -- the lifecycle's hooks -----------------------------------------------------------------------
@@ -121,7 +122,7 @@ class MailchimpEcommerceSyncOperator(MailchimpSyncOperator):
 # the DAG's tasks (shared by dags/mailchimp_ecommerce_sync.py and the test DAGs)
 # ------------------------------------------------------------------------------------------------
 PLURAL = {"customer": "customers", "product": "products", "promo_rule": "promo_rules",
-          "promo_code": "promo_codes", "order": "orders"}
+          "promo_code": "promo_codes", "order": "orders", "cart": "carts"}
 
 
 def ecommerce_sync_params() -> dict[str, Any]:
@@ -139,6 +140,9 @@ def ecommerce_sync_params() -> dict[str, Any]:
         "retry_failed": Param(False, type="boolean",
                               description="Send only the records whose last outcome was failed, plus the "
                                           "quarantined ones (their quarantine lifted for this run)."),
+        "allow_mass_delete": Param(False, type="boolean",
+                                   description="Delete in Mailchimp even when more than mass_delete.max_share of "
+                                               "an entity's records left the source queries (a broken view?)."),
         "entities": Param(list(ENTITIES), type="array", items={"type": "string", "enum": list(ENTITIES)},
                           description="The entities to sync this run (dependency order is kept)."),
     }
@@ -155,7 +159,7 @@ def ecommerce_sync_tasks(
     """
     from airflow.sdk import chain, task
 
-    from mailchimp_provider.sync.ecommerce_config import load_ecommerce_config
+    from mailchimp_provider.sync.ecommerce.config import load_ecommerce_config
 
     path = str(config_path) if config_path else None
     config = load_ecommerce_config(path)
@@ -165,7 +169,7 @@ def ecommerce_sync_tasks(
         """Create the bookkeeping tables, ensure the store (and its audience) and, for an initial
         backfill or a full refresh, flag it ``is_syncing``."""
         from mailchimp_provider.hooks.mailchimp import MailchimpHook
-        from mailchimp_provider.sync.ecommerce_store import prepare_store as prepare
+        from mailchimp_provider.sync.ecommerce.store import prepare_store as prepare
         from mailchimp_provider.warehouse.connection import get_engine
         from mailchimp_provider.warehouse.tables import WarehouseTables
 
@@ -185,8 +189,8 @@ def ecommerce_sync_tasks(
         """Clear ``is_syncing`` (a teardown: runs even when a sync task failed) and log the run's
         synced / skipped / failed counts per entity."""
         from mailchimp_provider.hooks.mailchimp import MailchimpHook
-        from mailchimp_provider.sync.ecommerce_report import ecommerce_run_counts, format_run_counts
-        from mailchimp_provider.sync.ecommerce_store import release_store as release
+        from mailchimp_provider.sync.ecommerce.report import ecommerce_run_counts, format_run_counts
+        from mailchimp_provider.sync.ecommerce.store import release_store as release
         from mailchimp_provider.warehouse.connection import get_engine
         from mailchimp_provider.warehouse.tables import WarehouseTables
 

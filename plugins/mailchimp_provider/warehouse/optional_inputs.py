@@ -37,9 +37,17 @@ OPTIONAL_COLUMNS: dict[str, dict[str, str]] = {
         "customer_email": "guest-checkout orders whose customer is not in customers are skipped (reason customer_unknown)",
         "customer_first_name": "customers created from guest-checkout orders get no first name",
         "customer_last_name": "customers created from guest-checkout orders get no last name",
+        "cart_id": "a cart that became an order is deleted in Mailchimp only once its row leaves carts",
     },
 }
 """Columns the project reads beyond the contract, per table (the query of the same name reads it)."""
+
+OPTIONAL_TABLES: dict[str, str] = {
+    # table -> what its absence turns off
+    "carts": "carts are not synced (abandoned-cart emails get no carts)",
+    "cart_lines": "carts are not synced (a Mailchimp cart needs its lines)",
+}
+"""Tables beyond the contract whose absence turns a feature off, never fails a run."""
 
 _QUALIFIED = re.compile(
     r'(?<![\w."])(' + "|".join(re.escape(t) for t in OPTIONAL_COLUMNS) + r")\.(\w+)\b"
@@ -77,7 +85,8 @@ def resolve_optional_columns(db: sa.Engine, sql: str) -> str:
 
 @dataclass(frozen=True)
 class AbsentInput:
-    """An optional column a query does not deliver, and what that turns off."""
+    """An optional column a query does not deliver (or an optional table that does not exist;
+    ``column`` is then empty), and what that turns off."""
 
     table: str
     column: str
@@ -87,6 +96,8 @@ class AbsentInput:
     """True: the table has no such column; False: the table has it but the query does not select it."""
 
     def message(self) -> str:
+        if not self.column:  # an optional table
+            return f"table {self.table} does not exist ({self.sql_file} reads it): {self.turns_off}"
         where = f"{self.table} has no {self.column}" if not self.in_table else f"{self.sql_file} selects no {self.column}"
         return f"{where}: {self.turns_off}"
 
@@ -109,6 +120,23 @@ def absent_optional_columns(db: sa.Engine, name: str) -> list[AbsentInput]:
         missing_in_table = columns is not None and column not in columns and column in referenced
         if missing_in_table or column not in returned:
             absent.append(AbsentInput(name, column, turns_off, str(sql_path(name)), not missing_in_table))
+    return absent
+
+
+def absent_optional_tables(db: sa.Engine, names: Collection[str]) -> list[AbsentInput]:
+    """The optional tables the queries ``names`` read (``include/sql/<name>.sql``) that do not exist.
+
+    Only a table the query names is checked: a query edited to read a view or another table takes
+    its chances with the database, which then fails loudly if that does not exist either.
+    """
+    from mailchimp_provider.warehouse.extract import sql_path
+
+    absent = []
+    for name in names:
+        text = _text(name)
+        for table, turns_off in OPTIONAL_TABLES.items():
+            if re.search(rf"\b{re.escape(table)}\b", text) and table_columns(db, table) is None:
+                absent.append(AbsentInput(table, "", turns_off, str(sql_path(name)), in_table=False))
     return absent
 
 

@@ -44,6 +44,8 @@ SOURCE_COLUMNS: dict[str, dict[str, str]] = {
         # optional extension (nullable): the buyer as the order knows them, for customers that
         # appear only on orders (guest checkouts); the e-commerce sync creates them from these
         "customer_email": "text", "customer_first_name": "text", "customer_last_name": "text",
+        # optional extension: the cart the order was bought from (that cart is deleted in Mailchimp)
+        "cart_id": "text",
     },
     "order_lines": {
         "order_id": "text", "line_id": "text", "product_id": "text", "variant_id": "text",
@@ -65,9 +67,25 @@ SOURCE_COLUMNS: dict[str, dict[str, str]] = {
     "erasure_requests": {"customer_id": "text", "email": "text", "requested_at": "timestamp"},
 }
 
+OPTIONAL_SOURCE_COLUMNS: dict[str, dict[str, str]] = {
+    # beyond the contract, for abandoned-cart emails: the sync works without them (see
+    # warehouse.optional_inputs.OPTIONAL_TABLES)
+    "carts": {
+        "cart_id": "text", "customer_id": "text", "checkout_url": "text", "currency_code": "text",
+        "order_total": "decimal", "tax_total": "decimal", "created_at": "timestamp", "updated_at": "timestamp",
+    },
+    "cart_lines": {
+        "cart_id": "text", "line_id": "text", "product_id": "text", "variant_id": "text",
+        "quantity": "int", "price": "decimal",
+    },
+}
+"""Queries over optional source tables (``include/sql/carts.sql``...), typed like the contract's."""
+
 # Column name -> logical type over all queries (names mean the same thing in every table).
 COLUMN_TYPES: dict[str, str] = {
-    name: kind for columns in SOURCE_COLUMNS.values() for name, kind in columns.items()
+    name: kind
+    for columns in (*SOURCE_COLUMNS.values(), *OPTIONAL_SOURCE_COLUMNS.values())
+    for name, kind in columns.items()
 }
 
 _MONEY = sa.Numeric(14, 2)
@@ -174,6 +192,35 @@ def source_metadata(schema: str | None = None) -> sa.MetaData:
 
 
 SOURCE_TABLE_NAMES: tuple[str, ...] = tuple(source_metadata().tables)
+
+
+def cart_metadata(schema: str | None = None) -> sa.MetaData:
+    """The optional cart tables (``carts``, ``cart_lines``), apart from the contract's."""
+    md = sa.MetaData(schema=schema)
+    sa.Table(
+        "carts", md,
+        sa.Column("cart_id", key_text(255), primary_key=True),
+        sa.Column("customer_id", key_text(255)),
+        sa.Column("checkout_url", sa.Text), sa.Column("currency_code", sa.String(3)),
+        sa.Column("order_total", _MONEY), sa.Column("tax_total", _MONEY),
+        sa.Column("created_at", UtcDateTime), sa.Column("updated_at", UtcDateTime),
+    )
+    sa.Table(
+        "cart_lines", md,
+        sa.Column("cart_id", key_text(255), primary_key=True),
+        sa.Column("line_id", key_text(255), primary_key=True),
+        sa.Column("product_id", key_text(255)), sa.Column("variant_id", key_text(255)),
+        sa.Column("quantity", sa.Integer), sa.Column("price", _MONEY),
+    )
+    return md
+
+
+def create_cart_tables(engine: sa.Engine, schema: str | None = None) -> sa.MetaData:
+    """Create the optional cart tables that do not exist yet; returns their MetaData."""
+    md = cart_metadata(schema)
+    with engine.begin() as conn:
+        md.create_all(conn, checkfirst=True)
+    return md
 
 
 def create_source_tables(engine: sa.Engine, schema: str | None = None) -> sa.MetaData:

@@ -293,7 +293,7 @@ def customer_payload(
 ) -> dict[str, Any]:
     """An e-commerce customer (PUT body) from a ``customers`` row.
 
-    The consent flags are decided by the consent policy (see ``ecommerce_plan``), not read here:
+    The consent flags are decided by the consent policy (see ``ecommerce.customers``), not read here:
     the same row can be sent with a different ``opt_in_status`` when the customer already exists.
     ``no_marketing`` customers are never sent; guests get only their first name, like the
     audience sync.
@@ -485,6 +485,43 @@ def order_statuses(order: Mapping[str, Any], maps: StatusMaps) -> tuple[str | No
     return financial, fulfillment
 
 
+def build_lines(
+    check: "_Checker", lines: Iterable[Mapping[str, Any]], table: str, *, discount: bool = True
+) -> tuple[list[dict[str, Any]], float]:
+    """The lines of an order or a cart, sorted by id, and their gross value (price x quantity).
+
+    ``table`` names the source in a rejection (``order_lines[2].quantity``). A line without a
+    variant id references the product's copy-variant (``product_variant_id = product_id``).
+    """
+    built: list[dict[str, Any]] = []
+    gross = 0.0
+    seen: set[str] = set()
+    for line in lines:
+        line_id = check.ident(line.get("line_id"), f"{table}.line_id")
+        field = f"{table}[{line_id}]"
+        if line_id in seen:
+            raise check.reject(f"{field}.line_id", f"duplicate line id within the {check.entity}")
+        seen.add(line_id)
+        product_id = check.ident(line.get("product_id"), f"{field}.product_id")
+        variant_id = text_or_none(line.get("variant_id"))
+        variant_id = check.ident(variant_id, f"{field}.variant_id") if variant_id else product_id
+        quantity = check.integer(line.get("quantity"), f"{field}.quantity")
+        if quantity is None:
+            raise check.reject(f"{field}.quantity", "required field is missing")
+        if quantity < 0:
+            raise check.reject(f"{field}.quantity", f"negative quantity {quantity}")
+        price = check.money(line.get("price"), f"{field}.price", required=True)
+        assert price is not None
+        gross += price * quantity
+        item = {"id": line_id, "product_id": product_id, "product_variant_id": variant_id, "quantity": quantity,
+                "price": price}
+        if discount:
+            item["discount"] = check.money(line.get("discount"), f"{field}.discount")
+        built.append(compact(item))
+    built.sort(key=lambda item: item["id"])
+    return built, gross
+
+
 def order_payload(
     order: Mapping[str, Any],
     lines: Iterable[Mapping[str, Any]],
@@ -505,42 +542,10 @@ def order_payload(
     currency = check.currency(order.get("currency_code"), "currency_code")
     financial, fulfillment = order_statuses(order, status_maps or StatusMaps.default())
 
-    built_lines: list[dict[str, Any]] = []
-    gross = 0.0
-    seen: set[str] = set()
-    for line in lines:
-        line_id = check.ident(line.get("line_id"), "order_lines.line_id")
-        field = f"order_lines[{line_id}]"
-        if line_id in seen:
-            raise check.reject(f"{field}.line_id", "duplicate line id within the order")
-        seen.add(line_id)
-        product_id = check.ident(line.get("product_id"), f"{field}.product_id")
-        variant_id = text_or_none(line.get("variant_id"))
-        variant_id = check.ident(variant_id, f"{field}.variant_id") if variant_id else product_id
-        quantity = check.integer(line.get("quantity"), f"{field}.quantity")
-        if quantity is None:
-            raise check.reject(f"{field}.quantity", "required field is missing")
-        if quantity < 0:
-            raise check.reject(f"{field}.quantity", f"negative quantity {quantity}")
-        price = check.money(line.get("price"), f"{field}.price", required=True)
-        assert price is not None
-        gross += price * quantity
-        built_lines.append(
-            compact(
-                {
-                    "id": line_id,
-                    "product_id": product_id,
-                    "product_variant_id": variant_id,
-                    "quantity": quantity,
-                    "price": price,
-                    "discount": check.money(line.get("discount"), f"{field}.discount"),
-                }
-            )
-        )
+    built_lines, gross = build_lines(check, lines, "order_lines")
     if not built_lines:
         # Mailchimp answers a misleading 404 to "lines": [] (mailchimp-client-lib-codegen #127).
         raise check.reject("order_lines", "an order needs at least one line")
-    built_lines.sort(key=lambda item: item["id"])
 
     shipping = check.money(order.get("shipping_total"), "shipping_total")
     ceiling = gross + (shipping or 0.0)
@@ -577,5 +582,31 @@ def order_payload(
             "updated_at_foreign": check.timestamp(order.get("updated_at"), "updated_at"),
             "lines": built_lines,
             "promos": built_promos or None,
+        }
+    )
+
+
+def cart_payload(cart: Mapping[str, Any], lines: Iterable[Mapping[str, Any]], *, customer: Mapping[str, Any]) -> dict[str, Any]:
+    """A cart with its lines (the POST body; also the PATCH body, less ``id`` and ``customer``).
+
+    Mailchimp requires ``id``, ``customer``, ``currency_code``, ``order_total`` and at least one
+    line; ``checkout_url`` is what the abandoned-cart email links to, so a cart without one is
+    refused here rather than sent to an automation that cannot use it.
+    """
+    check = _Checker("cart", text_or_none(cart.get("cart_id")))
+    cart_id = check.ident(cart.get("cart_id"), "cart_id")
+    check.ident(cart.get("customer_id"), "customer_id")
+    built_lines, _ = build_lines(check, lines, "cart_lines", discount=False)
+    if not built_lines:
+        raise check.reject("cart_lines", "a cart needs at least one line")
+    return compact(
+        {
+            "id": cart_id,
+            "customer": dict(customer),
+            "checkout_url": check.required_text(cart.get("checkout_url"), "checkout_url"),
+            "currency_code": check.currency(cart.get("currency_code"), "currency_code"),
+            "order_total": check.money(cart.get("order_total"), "order_total", required=True),
+            "tax_total": check.money(cart.get("tax_total"), "tax_total"),
+            "lines": built_lines,
         }
     )

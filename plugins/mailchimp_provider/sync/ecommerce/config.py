@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mailchimp_provider.config import (
     AudienceSyncConfig,
@@ -25,7 +25,7 @@ from mailchimp_provider.config import (
     load_config,
 )
 from mailchimp_provider.include_paths import ECOMMERCE_CONFIG_ENV, include_file
-from mailchimp_provider.sync.ecommerce_payloads import ISO_4217, MAX_ID, StatusMaps, compact
+from mailchimp_provider.sync.ecommerce.payloads import ISO_4217, MAX_ID, StatusMaps, compact
 
 
 def ecommerce_config_path() -> Path:
@@ -35,7 +35,11 @@ def ecommerce_config_path() -> Path:
 
 
 # Dependency order of every run (issue #5): an entity is only sent after the ones before it.
-ENTITIES: tuple[str, ...] = ("customer", "product", "promo_rule", "promo_code", "order")
+# Carts (optional source tables) come last: they need their customer and products, and an order
+# read in the same run tells which carts were bought.
+ENTITIES: tuple[str, ...] = ("customer", "product", "promo_rule", "promo_code", "order", "cart")
+
+OnDelete = Literal["ignore", "delete"]
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,40 @@ class OrderStatusSpec:
 
 
 @dataclass(frozen=True)
+class OnDeleteSpec:
+    """What happens in Mailchimp to a record Mailchimp holds once its row leaves the source query.
+
+    ``delete`` deletes it; ``ignore`` leaves it. Customers and orders are kept by default: a customer row can vanish from a view for many
+    reasons, and a deleted order takes its revenue out of Mailchimp's reports.
+    """
+
+    customer: OnDelete = "ignore"
+    product: OnDelete = "delete"
+    promo_rule: OnDelete = "delete"
+    promo_code: OnDelete = "delete"
+    order: OnDelete = "ignore"
+    cart: OnDelete = "delete"
+
+
+@dataclass(frozen=True)
+class MassDeleteSpec:
+    """The guard against an extraction that suddenly returns (almost) nothing: a run deletes at
+    most ``max_share`` of an entity's records in Mailchimp unless its param ``allow_mass_delete``
+    is set. Fewer than ``min_records`` deletions pass, unless they are every record."""
+
+    max_share: float = 0.10
+    min_records: int = 10
+
+    def validate(self) -> list[tuple[str, str]]:
+        problems = []
+        if not 0 <= self.max_share <= 1:
+            problems.append(("max_share", f"{self.max_share} is not a share between 0 and 1"))
+        if self.min_records < 0:
+            problems.append(("min_records", "must not be negative"))
+        return problems
+
+
+@dataclass(frozen=True)
 class EcommerceSyncConfig:
     """``include/ecommerce_sync.yaml``."""
 
@@ -102,6 +140,8 @@ class EcommerceSyncConfig:
     """The audience sync's config (a path, or a name looked up in ``include/`` like this file):
     its audience and consent policy."""
     order_status: OrderStatusSpec = field(default_factory=OrderStatusSpec)
+    on_delete: OnDeleteSpec = field(default_factory=OnDeleteSpec)
+    mass_delete: MassDeleteSpec = field(default_factory=MassDeleteSpec)
     sync: SyncTuning = field(default_factory=SyncTuning)
     warehouse_conn_id: str = "warehouse_default"
     mailchimp_conn_id: str = "mailchimp_default"

@@ -38,6 +38,8 @@ SORT_KEYS: dict[str, tuple[str, ...]] = {
     "order_promos": ("order_id", "code"),
     "promo_rules": ("promo_rule_id",),
     "promo_codes": ("promo_code_id",),
+    "carts": ("cart_id",),
+    "cart_lines": ("cart_id", "line_id"),
 }
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from mailchimp_provider.sync.ecommerce_config import ENTITIES
+from mailchimp_provider.sync.ecommerce.config import ENTITIES
 
 _RANK = {"ok": 4, "failed": 3, "planned": 2, "skipped": 1}
 _LABEL = {4: "synced", 3: "failed", 2: "planned", 1: "skipped"}

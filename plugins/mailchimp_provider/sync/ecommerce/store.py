@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailchimp_provider.errors import MailchimpConfigError, MailchimpNotFoundError
-from mailchimp_provider.sync.ecommerce_config import EcommerceSyncConfig
+from mailchimp_provider.sync.ecommerce.config import EcommerceSyncConfig
 from mailchimp_provider.sync.paths import api_path
 
 log = logging.getLogger(__name__)
