@@ -33,8 +33,11 @@ from .ecommerce import (
     _resolve_line,
     _resolve_order_customer,
     _store_doc,
+    add_line,
     already_exists,
+    delete_line,
     render_customer,
+    update_line,
 )
 from .routing import Call, Reply, no_content, ok, router
 from .schema import Field, field_error, validate
@@ -165,24 +168,17 @@ def _cart(call: Call, store_id: str, cart_id: str) -> tuple[dict[str, Any], dict
 @router.route("POST", "/ecommerce/stores/{store_id}/carts/{cart_id}/lines")
 def add_cart_line(call: Call, store_id: str, cart_id: str) -> Reply:
     doc, cart = _cart(call, store_id, cart_id)
-    body = validate(call.json_body(), CART_LINE)
-    if body["id"] in cart["lines"]:
-        raise already_exists("cart line")
-    cart["lines"][body["id"]] = _resolve_line(doc, body)
+    line = add_line(call, doc, cart, CART_LINE, "cart line")
     cart["updated_at"] = now_iso()
-    return ok(filter_fields(call, render_cart_line(cart["lines"][body["id"]])))
+    return ok(filter_fields(call, render_cart_line(line)))
 
 
 @router.route("PATCH", "/ecommerce/stores/{store_id}/carts/{cart_id}/lines/{line_id}")
 def update_cart_line(call: Call, store_id: str, cart_id: str, line_id: str) -> Reply:
     doc, cart = _cart(call, store_id, cart_id)
-    line = _child(cart["lines"], line_id)
-    raw = call.json_body()
-    _body_id_matches(raw, line_id)
-    body = validate({k: v for k, v in raw.items() if k != "id"}, CART_LINE_UPDATE, partial=True)
-    cart["lines"][line_id] = _resolve_line(doc, {**line, **body})
+    line = update_line(call, doc, cart, line_id, CART_LINE_UPDATE, drop_id=True)
     cart["updated_at"] = now_iso()
-    return ok(filter_fields(call, render_cart_line(cart["lines"][line_id])))
+    return ok(filter_fields(call, render_cart_line(line)))
 
 
 @router.route("GET", "/ecommerce/stores/{store_id}/carts/{cart_id}/lines")
@@ -201,7 +197,6 @@ def get_cart_line(call: Call, store_id: str, cart_id: str, line_id: str) -> Repl
 @router.route("DELETE", "/ecommerce/stores/{store_id}/carts/{cart_id}/lines/{line_id}")
 def delete_cart_line(call: Call, store_id: str, cart_id: str, line_id: str) -> Reply:
     _, cart = _cart(call, store_id, cart_id)
-    _child(cart["lines"], line_id)
-    del cart["lines"][line_id]
+    delete_line(cart, line_id)
     cart["updated_at"] = now_iso()
     return no_content()

@@ -902,25 +902,45 @@ def _order(call: Call, store_id: str, order_id: str) -> tuple[dict[str, Any], di
     return doc, _child(doc["orders"], order_id)
 
 
+def add_line(call: Call, doc: dict[str, Any], parent: dict[str, Any], schema: Field, what: str) -> dict[str, Any]:
+    """POST a line to an order or cart (``parent["lines"]``): a taken id is "already exists", and
+    the line must name a product and variant the store has. Returns the stored line."""
+    body = validate(call.json_body(), schema)
+    if body["id"] in parent["lines"]:
+        raise already_exists(what)
+    parent["lines"][body["id"]] = _resolve_line(doc, body)
+    return parent["lines"][body["id"]]
+
+
+def update_line(
+    call: Call, doc: dict[str, Any], parent: dict[str, Any], line_id: str, schema: Field, *, drop_id: bool = False
+) -> dict[str, Any]:
+    """PATCH a line of an order or cart: a body ``id`` must be the URL's (``drop_id``: then it is
+    not validated against ``schema``); the merged line is resolved again. Returns the stored line."""
+    line = _child(parent["lines"], line_id)
+    raw = call.json_body()
+    _body_id_matches(raw, line_id)
+    body = validate({k: v for k, v in raw.items() if k != "id"} if drop_id else raw, schema, partial=True)
+    parent["lines"][line_id] = _resolve_line(doc, {**line, **body})
+    return parent["lines"][line_id]
+
+
+def delete_line(parent: dict[str, Any], line_id: str) -> None:
+    """DELETE a line of an order or cart (an unknown line is a 404)."""
+    _child(parent["lines"], line_id)
+    del parent["lines"][line_id]
+
+
 @router.route("POST", "/ecommerce/stores/{store_id}/orders/{order_id}/lines")
 def add_order_line(call: Call, store_id: str, order_id: str) -> Reply:
     doc, order = _order(call, store_id, order_id)
-    body = validate(call.json_body(), LINE)
-    if body["id"] in order["lines"]:
-        raise already_exists("order line")
-    order["lines"][body["id"]] = _resolve_line(doc, body)
-    return ok(filter_fields(call, render_line(order["lines"][body["id"]])))
+    return ok(filter_fields(call, render_line(add_line(call, doc, order, LINE, "order line"))))
 
 
 @router.route("PATCH", "/ecommerce/stores/{store_id}/orders/{order_id}/lines/{line_id}")
 def update_order_line(call: Call, store_id: str, order_id: str, line_id: str) -> Reply:
     doc, order = _order(call, store_id, order_id)
-    line = _child(order["lines"], line_id)
-    raw = call.json_body()
-    _body_id_matches(raw, line_id)
-    body = validate(raw, LINE, partial=True)
-    order["lines"][line_id] = _resolve_line(doc, {**line, **body})
-    return ok(filter_fields(call, render_line(order["lines"][line_id])))
+    return ok(filter_fields(call, render_line(update_line(call, doc, order, line_id, LINE))))
 
 
 @router.route("GET", "/ecommerce/stores/{store_id}/orders/{order_id}/lines")
@@ -939,8 +959,7 @@ def get_order_line(call: Call, store_id: str, order_id: str, line_id: str) -> Re
 @router.route("DELETE", "/ecommerce/stores/{store_id}/orders/{order_id}/lines/{line_id}")
 def delete_order_line(call: Call, store_id: str, order_id: str, line_id: str) -> Reply:
     _, order = _order(call, store_id, order_id)
-    _child(order["lines"], line_id)
-    del order["lines"][line_id]
+    delete_line(order, line_id)
     return no_content()
 
 

@@ -1,11 +1,9 @@
 """Run one DAG and SIGKILL the process at a chosen moment (a worker dying).
 
-``kill_at`` (what test_kills.py uses) forks the test process, which has Airflow and the provider
-imported already, and runs the DAG in the child: a kill costs the DAG run, not an interpreter
-start-up and Airflow's imports (seconds each on a busy machine). ``python kill_runner.py <dag>
-<moment> <run_after ISO>`` does the same in a fresh interpreter, for a run by hand. The moment is
-reached for real (the patched function runs first, then the process dies), so a death by SIGKILL
-proves the kill happened where the test says.
+``kill_at`` (what the tests use) runs ``python kill_runner.py <dag> <moment> <run_after ISO>``;
+the Airflow metadata DB, the warehouse and the Mailchimp connection come from the environment the
+test set. The moment is reached for real (the patched function runs first, then the process
+dies), so a death by SIGKILL proves the kill happened where the test says.
 
 Moments: ``after_post`` (Mailchimp accepted the second batch, the ledger only has its intent),
 ``after_post:<entity>`` (the same for the first batch of that entity's operations, e.g.
@@ -109,59 +107,15 @@ def main(name: str, moment: str, run_after: str) -> None:
 
 
 def kill_at(name: str, moment: str, run_after: datetime, log: Path, timeout: float = 240.0) -> None:
-    """Run DAG ``name`` in a forked child that SIGKILLs itself at ``moment`` (output in ``log``);
-    assert it died there. No pooled connection crosses the fork: both sides start with none.
-
-    The engagement pull runs in a fresh interpreter instead: its earlier run in the test process
-    leaves worker threads whose locks a forked child inherits held (it hangs)."""
-    import time
-
-    if name == "engagement":
-        import subprocess
-
-        with open(log, "wb") as out:
-            proc = subprocess.run([sys.executable, __file__, name, moment, run_after.isoformat()],
-                                  env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
-        assert proc.returncode == -signal.SIGKILL, f"not killed at {moment} (rc {proc.returncode}):\n" + log.read_text()[-4000:]
-        return
-
-    from airflow import settings
+    """Run DAG ``name`` in a child interpreter that SIGKILLs itself at ``moment`` (output in
+    ``log``); assert it died there. A fresh interpreter, not a fork of the test process: a fork
+    inherits the locks of the threads an earlier ``dag.test()`` left behind, held, and hangs."""
+    import subprocess
 
     from mailchimp_provider.warehouse.connection import dispose_engines
 
-    dispose_engines()
-    if settings.engine is not None:
-        settings.engine.dispose()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        try:
-            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            os.dup2(fd, 1)
-            os.dup2(fd, 2)
-            sys.stdout = sys.stderr = open(fd, "w", buffering=1, closefd=False)
-            main(name, moment, run_after.isoformat())
-        except BaseException as exc:  # noqa: BLE001 - reported through the log and the exit code
-            import traceback
-
-            traceback.print_exception(exc)
-        finally:
-            sys.stdout.flush()
-            os._exit(3)
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            raise AssertionError(f"the run to kill at {moment} hung for {timeout:.0f}s:\n" + log.read_text()[-4000:])
-        time.sleep(0.05)
-    killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
-    assert killed, f"not killed at {moment} (status {status}):\n" + log.read_text()[-4000:]
-
-
-if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    dispose_engines()  # no pooled connection shared with the child
+    with open(log, "wb") as out:
+        proc = subprocess.run([sys.executable, __file__, name, moment, run_after.isoformat()],
+                              env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
+    assert proc.returncode == -signal.SIGKILL, f"not killed at {moment} (rc {proc.returncode}):\n" + log.read_text()[-4000:]

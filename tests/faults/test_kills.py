@@ -1,6 +1,6 @@
 """SIGKILLs of the sync tasks at the moments that matter, each followed by a retry of the same run.
 
-The DAG runs in a forked child (``kill_runner.kill_at``) that kills itself right after the chosen
+The DAG runs in a child process (``kill_runner.kill_at``) that kills itself right after the chosen
 moment is reached: Mailchimp accepted a batch the ledger only has the intent of, the batch is on
 record, the first poll of a running batch, one batch's bookkeeping committed but the batch not
 marked applied. The retry (the same run, as when Airflow or the on-call engineer retries the
@@ -33,7 +33,7 @@ PUT_MEMBER = "PUT /lists/{list_id}/members/{subscriber_hash}"
 
 
 def kill_at(dag: str, moment: str, run_after: datetime, tmp_path: Path) -> None:
-    """Run ``dag`` in a forked child that SIGKILLs itself at ``moment``; assert it died there."""
+    """Run ``dag`` in a child process that SIGKILLs itself at ``moment``; assert it died there."""
     from kill_runner import kill_at as fork_and_kill
 
     fork_and_kill(dag, moment, run_after, tmp_path / f"killed-{dag}-{moment.replace(':', '-')}.log")

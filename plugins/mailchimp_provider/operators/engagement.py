@@ -170,16 +170,9 @@ class MailchimpCampaignPullOperator(_EngagementPullOperator):
         return pull_campaigns(self.pull_hook(), self.engine, self.tables, self.config)
 
 
-class MailchimpEmailActivityPullOperator(_EngagementMixin, MailchimpBatchLifecycleOperator):
-    """Email activity of the campaigns in ``mailchimp_campaign`` through batch operations.
-
-    One ``GET /reports/{id}/email-activity`` per campaign with its own ``since`` bookmark, chunked
-    into batches of ``activity.batch_chunk_size``; waits deferrably; results are streamed from the
-    archive and inserted in chunks. Bookmarks move only with the rows they cover. A stalled or
-    expired batch is abandoned and its campaigns re-sent; after ``activity.max_abandoned_batches``
-    the task fails with every bookmark where the committed rows put it, so the next run (or a
-    retry) goes on from there. See ``mailchimp_provider.reverse.activity``.
-    """
+class _EngagementBatchOperator(_EngagementMixin, MailchimpBatchLifecycleOperator):
+    """A pull through batch operations with the email activity's batch settings
+    (``activity.batch_chunk_size``, polling, stall timeout, deferrable), unless the task sets them."""
 
     template_fields = ()
 
@@ -189,7 +182,6 @@ class MailchimpEmailActivityPullOperator(_EngagementMixin, MailchimpBatchLifecyc
         kwargs.setdefault("deferrable", activity.deferrable)
         kwargs.setdefault("poll_interval", activity.poll_interval_seconds)
         kwargs.setdefault("stall_timeout", activity.stall_timeout_seconds)
-        kwargs.setdefault("abandon_stalled", True)  # reads are idempotent: re-send rather than wait forever
         super().__init__(
             mailchimp_conn_id=engagement.mailchimp_conn_id,
             warehouse_conn_id=engagement.warehouse_conn_id,
@@ -200,12 +192,28 @@ class MailchimpEmailActivityPullOperator(_EngagementMixin, MailchimpBatchLifecyc
         )
         self.engagement_config = engagement.to_dict()
 
-    # -- planning ------------------------------------------------------------------------------
     def _pass(self, context: "Context") -> str:
         from mailchimp_provider.reverse.activity import pass_id
 
         return pass_id(context)
 
+
+class MailchimpEmailActivityPullOperator(_EngagementBatchOperator):
+    """Email activity of the campaigns in ``mailchimp_campaign`` through batch operations.
+
+    One ``GET /reports/{id}/email-activity`` per campaign with its own ``since`` bookmark, chunked
+    into batches of ``activity.batch_chunk_size``; waits deferrably; results are streamed from the
+    archive and inserted in chunks. Bookmarks move only with the rows they cover. A stalled or
+    expired batch is abandoned and its campaigns re-sent; after ``activity.max_abandoned_batches``
+    the task fails with every bookmark where the committed rows put it, so the next run (or a
+    retry) goes on from there. See ``mailchimp_provider.reverse.activity``.
+    """
+
+    def __init__(self, *, config: EngagementConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("abandon_stalled", True)  # reads are idempotent: re-send rather than wait forever
+        super().__init__(config=config, **kwargs)
+
+    # -- planning ------------------------------------------------------------------------------
     def _try_scope(self, context: "Context") -> str:
         return f"{self._pass(context)}#try{context['ti'].try_number}"
 
@@ -308,35 +316,12 @@ class MailchimpEmailActivityPullOperator(_EngagementMixin, MailchimpBatchLifecyc
         return summary
 
 
-class MailchimpCampaignRecipientPullOperator(_EngagementMixin, MailchimpBatchLifecycleOperator):
+class MailchimpCampaignRecipientPullOperator(_EngagementBatchOperator):
     """Who each sent campaign went to (``GET /reports/{id}/sent-to``) into ``campaign_recipient``,
     through batch operations: one operation per page of 1000, each page read once and marked in
     the transaction of its rows (see ``mailchimp_provider.reverse.recipients``). Batch settings are
     the email activity's (``activity.batch_chunk_size``, polling, stall timeout, deferrable); a
     stalled batch fails the task, and a retry re-attaches to it."""
-
-    template_fields = ()
-
-    def __init__(self, *, config: EngagementConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
-        engagement = config_from_dict(_config_dict(config))
-        activity = engagement.activity
-        kwargs.setdefault("deferrable", activity.deferrable)
-        kwargs.setdefault("poll_interval", activity.poll_interval_seconds)
-        kwargs.setdefault("stall_timeout", activity.stall_timeout_seconds)
-        super().__init__(
-            mailchimp_conn_id=engagement.mailchimp_conn_id,
-            warehouse_conn_id=engagement.warehouse_conn_id,
-            table_prefix=engagement.table_prefix,
-            table_schema=engagement.schema,
-            max_operations_per_batch=activity.batch_chunk_size,
-            **kwargs,
-        )
-        self.engagement_config = engagement.to_dict()
-
-    def _pass(self, context: "Context") -> str:
-        from mailchimp_provider.reverse.activity import pass_id
-
-        return pass_id(context)
 
     def next_operations(self, context: "Context") -> tuple[str, list[dict[str, Any]]] | None:
         from mailchimp_provider.reverse import recipients
@@ -402,36 +387,14 @@ class MailchimpSegmentPullOperator(_EngagementPullOperator):
         return pull_segments(self.pull_hook(), self.engine, self.tables, self.config)
 
 
-class _EngagementBatchPullOperator(_EngagementMixin, MailchimpBatchLifecycleOperator):
+class _EngagementBatchPullOperator(_EngagementBatchOperator):
     """A pull through batch operations with the email activity's batch settings
     (``activity.batch_chunk_size``, polling, stall timeout, deferrable). A subclass plans with
     ``plan_operations`` and loads with ``load``; the per-table counts of every batch are kept in
     XCom and summed by ``finish``."""
 
-    template_fields = ()
     stream: str = ""
     entity: str = ""
-
-    def __init__(self, *, config: EngagementConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
-        engagement = config_from_dict(_config_dict(config))
-        activity = engagement.activity
-        kwargs.setdefault("deferrable", activity.deferrable)
-        kwargs.setdefault("poll_interval", activity.poll_interval_seconds)
-        kwargs.setdefault("stall_timeout", activity.stall_timeout_seconds)
-        super().__init__(
-            mailchimp_conn_id=engagement.mailchimp_conn_id,
-            warehouse_conn_id=engagement.warehouse_conn_id,
-            table_prefix=engagement.table_prefix,
-            table_schema=engagement.schema,
-            max_operations_per_batch=activity.batch_chunk_size,
-            **kwargs,
-        )
-        self.engagement_config = engagement.to_dict()
-
-    def _pass(self, context: "Context") -> str:
-        from mailchimp_provider.reverse.activity import pass_id
-
-        return pass_id(context)
 
     def plan_operations(self, context: "Context") -> list[dict[str, Any]]:
         """The operations still owed in this pass (empty: done)."""

@@ -27,21 +27,14 @@ from mailchimp_provider.reverse.campaigns import pull_campaign_unsubscribes
 from mailchimp_provider.reverse.config import EngagementConfig
 from mailchimp_provider.reverse.loading import LoadCounts, LoadStats, merge_rows
 from mailchimp_provider.reverse.normalise import (
-    ColumnSpec, NormalisationError, Row, project, to_bool, to_float, to_int, to_json, to_text, to_timestamp,
+    REPORT_SUMMARY, SETTINGS_AND_TRACKING, ColumnSpec, NormalisationError, Row, project, to_int, to_json,
+    to_text, to_timestamp,
 )
 from mailchimp_provider.sync.paths import api_path
 from mailchimp_provider.warehouse.tables import FIVETRAN_DELETED, WarehouseTables
 
 log = logging.getLogger(__name__)
 
-REPORT_SUMMARY: ColumnSpec = {
-    "opens": (("report_summary", "opens"), to_int),
-    "unique_opens": (("report_summary", "unique_opens"), to_int),
-    "open_rate": (("report_summary", "open_rate"), to_float),
-    "clicks": (("report_summary", "clicks"), to_int),
-    "subscriber_clicks": (("report_summary", "subscriber_clicks"), to_int),
-    "click_rate": (("report_summary", "click_rate"), to_float),
-}
 AUTOMATION_COLUMNS: ColumnSpec = {
     "id": (("id",), to_text),
     "list_id": (("recipients", "list_id"), to_text),
@@ -85,21 +78,7 @@ AUTOMATION_EMAIL_COLUMNS: ColumnSpec = {
     "content_type": (("content_type",), to_text),
     "template_id": (("settings", "template_id"), to_int),
     "folder_id": (("settings", "folder_id"), to_text),
-    "authenticate": (("settings", "authenticate"), to_bool),
-    "auto_footer": (("settings", "auto_footer"), to_bool),
-    "auto_tweet": (("settings", "auto_tweet"), to_bool),
-    "drag_and_drop": (("settings", "drag_and_drop"), to_bool),
-    "fb_comments": (("settings", "fb_comments"), to_bool),
-    "inline_css": (("settings", "inline_css"), to_bool),
-    "timewarp": (("settings", "timewarp"), to_bool),
-    "use_conversation": (("settings", "use_conversation"), to_bool),
-    "clicktale": (("tracking", "clicktale"), to_text),
-    "google_analytics": (("tracking", "google_analytics"), to_text),
-    "track_ecomm_360": (("tracking", "ecomm360"), to_bool),
-    "track_goals": (("tracking", "goal_tracking"), to_bool),
-    "track_html_clicks": (("tracking", "html_clicks"), to_bool),
-    "track_opens": (("tracking", "opens"), to_bool),
-    "track_text_clicks": (("tracking", "text_clicks"), to_bool),
+    **SETTINGS_AND_TRACKING,
     **REPORT_SUMMARY,
 }
 

@@ -301,6 +301,34 @@ def _tag_names(tags: Any, record: str) -> list[str] | None:
 
 
 # -- campaigns -----------------------------------------------------------------------------------
+# A campaign's settings and tracking flags, under the package's names; an automation email is a
+# campaign and carries the same (``reverse/automations.py``).
+SETTINGS_AND_TRACKING: ColumnSpec = {
+    "authenticate": (("settings", "authenticate"), to_bool),
+    "auto_footer": (("settings", "auto_footer"), to_bool),
+    "auto_tweet": (("settings", "auto_tweet"), to_bool),
+    "drag_and_drop": (("settings", "drag_and_drop"), to_bool),
+    "fb_comments": (("settings", "fb_comments"), to_bool),
+    "inline_css": (("settings", "inline_css"), to_bool),
+    "timewarp": (("settings", "timewarp"), to_bool),
+    "use_conversation": (("settings", "use_conversation"), to_bool),
+    "clicktale": (("tracking", "clicktale"), to_text),
+    "google_analytics": (("tracking", "google_analytics"), to_text),
+    "track_ecomm_360": (("tracking", "ecomm360"), to_bool),
+    "track_goals": (("tracking", "goal_tracking"), to_bool),
+    "track_html_clicks": (("tracking", "html_clicks"), to_bool),
+    "track_opens": (("tracking", "opens"), to_bool),
+    "track_text_clicks": (("tracking", "text_clicks"), to_bool),
+}
+# The ``report_summary`` counters campaigns, automations and automation emails carry.
+REPORT_SUMMARY: ColumnSpec = {
+    "opens": (("report_summary", "opens"), to_int),
+    "unique_opens": (("report_summary", "unique_opens"), to_int),
+    "open_rate": (("report_summary", "open_rate"), to_float),
+    "clicks": (("report_summary", "clicks"), to_int),
+    "subscriber_clicks": (("report_summary", "subscriber_clicks"), to_int),
+    "click_rate": (("report_summary", "click_rate"), to_float),
+}
 CAMPAIGN_COLUMNS: ColumnSpec = {
     "campaign_id": (("id",), to_text),
     "id": (("id",), to_text),
@@ -325,32 +353,13 @@ CAMPAIGN_COLUMNS: ColumnSpec = {
     "template_id": (("settings", "template_id"), to_int),
     "folder_id": (("settings", "folder_id"), to_text),
     "parent_campaign_id": (("parent_campaign_id",), to_text),
-    "authenticate": (("settings", "authenticate"), to_bool),
-    "auto_footer": (("settings", "auto_footer"), to_bool),
-    "auto_tweet": (("settings", "auto_tweet"), to_bool),
-    "drag_and_drop": (("settings", "drag_and_drop"), to_bool),
-    "fb_comments": (("settings", "fb_comments"), to_bool),
-    "inline_css": (("settings", "inline_css"), to_bool),
-    "timewarp": (("settings", "timewarp"), to_bool),
-    "use_conversation": (("settings", "use_conversation"), to_bool),
-    "clicktale": (("tracking", "clicktale"), to_text),
-    "google_analytics": (("tracking", "google_analytics"), to_text),
-    "track_ecomm_360": (("tracking", "ecomm360"), to_bool),
-    "track_goals": (("tracking", "goal_tracking"), to_bool),
-    "track_html_clicks": (("tracking", "html_clicks"), to_bool),
-    "track_opens": (("tracking", "opens"), to_bool),
-    "track_text_clicks": (("tracking", "text_clicks"), to_bool),
+    **SETTINGS_AND_TRACKING,
     "test_size": (("variate_settings", "test_size"), to_int),
     "wait_time": (("variate_settings", "wait_time"), to_int),
     "winner_criteria": (("variate_settings", "winner_criteria"), to_text),
     "winning_campaign_id": (("variate_settings", "winning_campaign_id"), to_text),
     "winning_combination_id": (("variate_settings", "winning_combination_id"), to_text),
-    "opens": (("report_summary", "opens"), to_int),
-    "unique_opens": (("report_summary", "unique_opens"), to_int),
-    "open_rate": (("report_summary", "open_rate"), to_float),
-    "clicks": (("report_summary", "clicks"), to_int),
-    "subscriber_clicks": (("report_summary", "subscriber_clicks"), to_int),
-    "click_rate": (("report_summary", "click_rate"), to_float),
+    **REPORT_SUMMARY,
 }
 # Columns the campaign object does not carry but ``GET /reports`` does (or carries more current).
 REPORT_COLUMNS: ColumnSpec = {

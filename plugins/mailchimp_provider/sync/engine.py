@@ -50,6 +50,10 @@ engine supplies everything that is the same for every entity:
   records it as ``outcome='pending'`` (reason ``result_lost``, ``sync_state.last_outcome =
   'pending'``), and raises :class:`SyncUnconfirmed` saying how many, why and what to do. Records
   that depend on it (orders of a pending customer) wait with reason ``customer_pending``.
+  A deferrable task resumes each wait with a new engine, so the bound is kept in the warehouse:
+  :meth:`SyncEngine.hold_in_flight` writes the writes in flight down as ``pending`` rows before
+  the task defers (``attempt`` = sends in this try), and a write sent ``MAX_PASSES`` times in the
+  try is not planned again; a new try (:meth:`SyncEngine.start_try`) counts afresh.
   Results of a batch applied twice (a retry after a kill during apply) are recorded once: the
   first try's rows, ``create`` labels included, are kept.
 * **Dry run.** Every planned operation is recorded as ``outcome='planned'`` (reason = the action,

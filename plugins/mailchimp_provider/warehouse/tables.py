@@ -145,6 +145,82 @@ def _fivetran_deleted() -> sa.Column:
     return sa.Column(FIVETRAN_DELETED, sa.Boolean, nullable=False, default=False, server_default=sa.false())
 
 
+def _columns(*spec: tuple[str, Any]) -> list[sa.Column]:
+    """Plain nullable columns from ``(name, type)`` pairs: column groups several tables share."""
+    return [sa.Column(name, type_) for name, type_ in spec]
+
+
+def _bookkeeping(*, extra: bool = True, deleted: bool = False) -> list[sa.Column]:
+    """The closing columns of an engagement table: ``extra`` (fields Mailchimp sent that have no
+    column), the write time under both names and, where the package declares it, the soft-delete flag."""
+    columns = [sa.Column("extra", JsonText)] if extra else []
+    columns += [_synced_at(), _fivetran_synced()]
+    return columns + [_fivetran_deleted()] if deleted else columns
+
+
+def _settings_and_tracking() -> list[sa.Column]:
+    """A campaign's ``settings`` and ``tracking`` flags under the package's names; an automation
+    email is a campaign and carries the same."""
+    return _columns(
+        *((name, sa.Boolean) for name in (
+            "authenticate", "auto_footer", "auto_tweet", "drag_and_drop", "fb_comments", "inline_css",
+            "timewarp", "use_conversation",
+        )),
+        ("clicktale", sa.Text),
+        ("google_analytics", sa.Text),
+        *((name, sa.Boolean) for name in (
+            "track_ecomm_360", "track_goals", "track_html_clicks", "track_opens", "track_text_clicks",
+        )),
+    )
+
+
+def _report_summary() -> list[sa.Column]:
+    """Opens and clicks of a report summary, as campaigns, automations and their emails carry them."""
+    return _columns(
+        ("opens", sa.Integer),
+        ("unique_opens", sa.Integer),
+        ("open_rate", sa.Float),
+        ("clicks", sa.Integer),
+        ("subscriber_clicks", sa.Integer),
+        ("click_rate", sa.Float),
+    )
+
+
+def _recipient_columns(email_key: str) -> list[sa.Column]:
+    """Who an email was sent to (GET /reports/{id}/sent-to), keyed by the email's id column."""
+    return [
+        sa.Column(email_key, key_text(64), primary_key=True),
+        sa.Column("member_id", key_text(64), primary_key=True),  # subscriber hash (email_id)
+        *_columns(
+            ("list_id", sa.Text),
+            ("email_address", sa.Text),
+            ("status", sa.String(16)),  # delivery: sent | hard | soft
+            ("open_count", sa.Integer),
+            ("last_open", UtcDateTime),
+        ),
+    ]
+
+
+def _activity_columns(email_key: str) -> list[sa.Column]:
+    """What a recipient did with an email (GET /reports/{id}/email-activity), keyed by the email's id
+    column. The contract's url part of the key, ``url_key``, is '' (not NULL) for actions without a
+    URL, so it can be part of the key; ``url`` is the package's column: NULL for those actions."""
+    return [
+        sa.Column(email_key, key_text(64), primary_key=True),
+        sa.Column("member_id", key_text(64), primary_key=True),
+        sa.Column("action", key_text(16), primary_key=True),  # open | click | bounce
+        sa.Column("timestamp", UtcDateTime, primary_key=True),
+        sa.Column("url_key", key_text(2000), primary_key=True, default="", server_default=""),
+        *_columns(
+            ("url", sa.Text),
+            ("list_id", sa.Text),
+            ("email_address", sa.Text),
+            ("ip", sa.Text),
+            ("bounce_type", sa.String(16)),
+        ),
+    ]
+
+
 class WarehouseTables:
     """Table objects for one prefix and schema.
 
@@ -380,10 +456,7 @@ class WarehouseTables:
             sa.Column("click_rate", sa.Float),
             sa.Column("last_sub_date", UtcDateTime),
             sa.Column("last_unsub_date", UtcDateTime),
-            sa.Column("extra", JsonText),
-            _synced_at(),
-            _fivetran_synced(),
-            _fivetran_deleted(),
+            *_bookkeeping(deleted=True),
         )
 
     def _member(self) -> sa.Table:
@@ -426,9 +499,7 @@ class WarehouseTables:
             sa.Column("source", sa.Text),
             sa.Column("tag_count", sa.Integer),
             sa.Column("tags", JsonText),  # JSON list of tag names
-            sa.Column("extra", JsonText),  # fields Mailchimp sent that have no column
-            _synced_at(),
-            _fivetran_synced(),
+            *_bookkeeping(),
             sa.Index(f"ix_{name}_email", "email_address"),
             sa.Index(f"ix_{name}_last_changed", "list_id", "last_changed"),
         )
@@ -447,9 +518,7 @@ class WarehouseTables:
             sa.Column("email_address", sa.Text),
             sa.Column("reason", sa.Text),
             sa.Column("source", sa.String(32)),  # "report" (reports/{id}/unsubscribed) or "member"
-            sa.Column("extra", JsonText),  # fields Mailchimp sent that have no column
-            _synced_at(),
-            _fivetran_synced(),
+            *_bookkeeping(),
         )
 
     def _campaign(self) -> sa.Table:
@@ -481,33 +550,14 @@ class WarehouseTables:
             sa.Column("folder_id", sa.Text),
             sa.Column("parent_campaign_id", sa.Text),
             # settings, tracking and A/B settings (the package's names)
-            sa.Column("authenticate", sa.Boolean),
-            sa.Column("auto_footer", sa.Boolean),
-            sa.Column("auto_tweet", sa.Boolean),
-            sa.Column("drag_and_drop", sa.Boolean),
-            sa.Column("fb_comments", sa.Boolean),
-            sa.Column("inline_css", sa.Boolean),
-            sa.Column("timewarp", sa.Boolean),
-            sa.Column("use_conversation", sa.Boolean),
-            sa.Column("clicktale", sa.Text),
-            sa.Column("google_analytics", sa.Text),
-            sa.Column("track_ecomm_360", sa.Boolean),
-            sa.Column("track_goals", sa.Boolean),
-            sa.Column("track_html_clicks", sa.Boolean),
-            sa.Column("track_opens", sa.Boolean),
-            sa.Column("track_text_clicks", sa.Boolean),
+            *_settings_and_tracking(),
             sa.Column("test_size", sa.Integer),
             sa.Column("wait_time", sa.Integer),
             sa.Column("winner_criteria", sa.Text),
             sa.Column("winning_campaign_id", sa.Text),
             sa.Column("winning_combination_id", sa.Text),
             # report summary
-            sa.Column("opens", sa.Integer),
-            sa.Column("unique_opens", sa.Integer),
-            sa.Column("open_rate", sa.Float),
-            sa.Column("clicks", sa.Integer),
-            sa.Column("subscriber_clicks", sa.Integer),
-            sa.Column("click_rate", sa.Float),
+            *_report_summary(),
             sa.Column("hard_bounces", sa.Integer),
             sa.Column("soft_bounces", sa.Integer),
             sa.Column("syntax_errors", sa.Integer),
@@ -516,10 +566,7 @@ class WarehouseTables:
             sa.Column("forwards", sa.Integer),
             sa.Column("last_open", UtcDateTime),
             sa.Column("last_click", UtcDateTime),
-            sa.Column("extra", JsonText),
-            _synced_at(),
-            _fivetran_synced(),
-            _fivetran_deleted(),
+            *_bookkeeping(deleted=True),
             sa.Index(f"ix_{name}_send_time", "send_time"),
         )
 
@@ -528,22 +575,9 @@ class WarehouseTables:
         return sa.Table(
             name,
             self.metadata,
-            sa.Column("campaign_id", key_text(64), primary_key=True),
-            sa.Column("member_id", key_text(64), primary_key=True),
-            sa.Column("action", key_text(16), primary_key=True),  # open | click | bounce
-            sa.Column("timestamp", UtcDateTime, primary_key=True),
-            # The contract's url part of the key: '' (not NULL) for actions without a URL, so it
-            # can be part of the key. ``url`` is the package's column: NULL for those actions.
-            sa.Column("url_key", key_text(2000), primary_key=True, default="", server_default=""),
-            sa.Column("url", sa.Text),
-            sa.Column("list_id", sa.Text),
-            sa.Column("email_address", sa.Text),
-            sa.Column("ip", sa.Text),
-            sa.Column("bounce_type", sa.String(16)),
+            *_activity_columns("campaign_id"),
             sa.Column("combination_id", sa.Text),
-            sa.Column("extra", JsonText),  # fields Mailchimp sent that have no column
-            _synced_at(),
-            _fivetran_synced(),
+            *_bookkeeping(),
             # No secondary index: this is the largest table, loaded by the million, and an index on
             # the random subscriber hash made PostgreSQL's COPY ~70% slower. Per-member queries
             # that need one can add it (README, "Tables we write").
@@ -555,19 +589,11 @@ class WarehouseTables:
             self._name("recipient"),
             self.metadata,
             # GET /reports/{campaign_id}/sent-to: who a campaign was sent to (the package's "sends")
-            sa.Column("campaign_id", key_text(64), primary_key=True),
-            sa.Column("member_id", key_text(64), primary_key=True),  # subscriber hash (email_id)
-            sa.Column("list_id", sa.Text),
-            sa.Column("email_address", sa.Text),
-            sa.Column("status", sa.String(16)),  # delivery: sent | hard | soft
-            sa.Column("open_count", sa.Integer),
-            sa.Column("last_open", UtcDateTime),
+            *_recipient_columns("campaign_id"),
             sa.Column("absplit_group", sa.String(16)),
             sa.Column("gmt_offset", sa.Integer),
             sa.Column("combination_id", sa.Text),  # the package's column; sent-to does not carry it
-            sa.Column("extra", JsonText),  # fields Mailchimp sent that have no column
-            _synced_at(),
-            _fivetran_synced(),
+            *_bookkeeping(),
         )
 
     # -- classic automations: a workflow, its emails, who each email went to and what they did --
@@ -589,16 +615,8 @@ class WarehouseTables:
             sa.Column("trigger_settings", JsonText),  # the object as Mailchimp sends it, as Fivetran keeps it
             sa.Column("from_name", sa.Text),
             sa.Column("reply_to", sa.Text),
-            sa.Column("opens", sa.Integer),
-            sa.Column("unique_opens", sa.Integer),
-            sa.Column("open_rate", sa.Float),
-            sa.Column("clicks", sa.Integer),
-            sa.Column("subscriber_clicks", sa.Integer),
-            sa.Column("click_rate", sa.Float),
-            sa.Column("extra", JsonText),
-            _synced_at(),
-            _fivetran_synced(),
-            _fivetran_deleted(),  # true once the workflow is no longer listed
+            *_report_summary(),
+            *_bookkeeping(deleted=True),  # deleted: true once the workflow is no longer listed
         )
 
     def _automation_email(self) -> sa.Table:
@@ -630,31 +648,9 @@ class WarehouseTables:
             sa.Column("content_type", sa.String(32)),
             sa.Column("template_id", sa.BigInteger),
             sa.Column("folder_id", sa.Text),
-            sa.Column("authenticate", sa.Boolean),
-            sa.Column("auto_footer", sa.Boolean),
-            sa.Column("auto_tweet", sa.Boolean),
-            sa.Column("drag_and_drop", sa.Boolean),
-            sa.Column("fb_comments", sa.Boolean),
-            sa.Column("inline_css", sa.Boolean),
-            sa.Column("timewarp", sa.Boolean),
-            sa.Column("use_conversation", sa.Boolean),
-            sa.Column("clicktale", sa.Text),
-            sa.Column("google_analytics", sa.Text),
-            sa.Column("track_ecomm_360", sa.Boolean),
-            sa.Column("track_goals", sa.Boolean),
-            sa.Column("track_html_clicks", sa.Boolean),
-            sa.Column("track_opens", sa.Boolean),
-            sa.Column("track_text_clicks", sa.Boolean),
-            sa.Column("opens", sa.Integer),
-            sa.Column("unique_opens", sa.Integer),
-            sa.Column("open_rate", sa.Float),
-            sa.Column("clicks", sa.Integer),
-            sa.Column("subscriber_clicks", sa.Integer),
-            sa.Column("click_rate", sa.Float),
-            sa.Column("extra", JsonText),
-            _synced_at(),
-            _fivetran_synced(),
-            _fivetran_deleted(),
+            *_settings_and_tracking(),
+            *_report_summary(),
+            *_bookkeeping(deleted=True),
         )
 
     def _automation_recipient(self) -> sa.Table:
@@ -662,16 +658,8 @@ class WarehouseTables:
             self._name("automation_recipient"),
             self.metadata,
             # GET /reports/{automation_email_id}/sent-to: who an automation email was sent to
-            sa.Column("automation_email_id", key_text(64), primary_key=True),
-            sa.Column("member_id", key_text(64), primary_key=True),
-            sa.Column("list_id", sa.Text),
-            sa.Column("email_address", sa.Text),
-            sa.Column("status", sa.String(16)),  # delivery: sent | hard | soft
-            sa.Column("open_count", sa.Integer),
-            sa.Column("last_open", UtcDateTime),
-            sa.Column("extra", JsonText),
-            _synced_at(),
-            _fivetran_synced(),
+            *_recipient_columns("automation_email_id"),
+            *_bookkeeping(),
         )
 
     def _automation_activity(self) -> sa.Table:
@@ -679,19 +667,8 @@ class WarehouseTables:
             self._name("automation_activity"),
             self.metadata,
             # GET /reports/{automation_email_id}/email-activity; the key is the campaign activity's
-            sa.Column("automation_email_id", key_text(64), primary_key=True),
-            sa.Column("member_id", key_text(64), primary_key=True),
-            sa.Column("action", key_text(16), primary_key=True),
-            sa.Column("timestamp", UtcDateTime, primary_key=True),
-            sa.Column("url_key", key_text(2000), primary_key=True, default="", server_default=""),
-            sa.Column("url", sa.Text),
-            sa.Column("list_id", sa.Text),
-            sa.Column("email_address", sa.Text),
-            sa.Column("ip", sa.Text),
-            sa.Column("bounce_type", sa.String(16)),
-            sa.Column("extra", JsonText),
-            _synced_at(),
-            _fivetran_synced(),
+            *_activity_columns("automation_email_id"),
+            *_bookkeeping(),
         )
 
     # -- segments (tags are static segments) -------------------------------------------------
@@ -708,10 +685,7 @@ class WarehouseTables:
             sa.Column("updated_at", UtcDateTime),
             sa.Column("match", sa.String(8)),  # a saved segment's options.match: any | all
             sa.Column("conditions", JsonText),
-            sa.Column("extra", JsonText),
-            _synced_at(),
-            _fivetran_synced(),
-            _fivetran_deleted(),  # true once the segment is no longer listed
+            *_bookkeeping(deleted=True),  # deleted: true once the segment is no longer listed
         )
 
     def _segment_member(self) -> sa.Table:
@@ -723,9 +697,7 @@ class WarehouseTables:
             sa.Column("member_id", key_text(64), primary_key=True),  # subscriber hash
             sa.Column("email_address", sa.Text),
             sa.Column("status", sa.String(32)),  # the member's status when the segment was read
-            _synced_at(),
-            _fivetran_synced(),
-            _fivetran_deleted(),  # true once the member left the segment (or the segment went)
+            *_bookkeeping(extra=False, deleted=True),  # deleted: the member left the segment (or it went)
         )
 
 

@@ -27,9 +27,7 @@ from mailchimp_provider.sync.ecommerce.payloads import RejectedRecord, cart_payl
 from mailchimp_provider.sync.ecommerce.rules import (
     Candidate,
     LineItemRules,
-    confirmed_ids,
     load_states_for,
-    planned_in_run,
     rejected_skip,
     why_not_sent,
 )
@@ -95,11 +93,7 @@ class CartRules(LineItemRules):
             yield from super().plan(engine, rest, states, ctx)
 
     def plan_changed(self, engine: "SyncEngine", items: list[Candidate], ctx: RunContext) -> Iterator[RecordPlan]:
-        customer_ids = {c for c in (text_or_none(i.row.get("customer_id")) for i in items) if c}
-        product_ids = {p for i in items for p in (text_or_none(line.get("product_id")) for line in i.row.get("_lines") or []) if p}
-        customers = confirmed_ids(engine, "customer", customer_ids) | planned_in_run(engine, ctx, "customer", customer_ids)
-        products = self.products_in_mailchimp(engine)
-        planned_products = planned_in_run(engine, ctx, "product", product_ids)
+        customer_ids, customers, products, planned_products = self.line_dependencies(engine, items, ctx)
         for item in items:
             row, record_id, state = item.row, item.record_id, item.state
             customer_id = text_or_none(row.get("customer_id"))

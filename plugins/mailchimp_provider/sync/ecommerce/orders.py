@@ -12,9 +12,7 @@ from mailchimp_provider.sync.ecommerce.rules import (
     Candidate,
     CommerceScope,
     LineItemRules,
-    confirmed_ids,
     load_states_for,
-    planned_in_run,
     rejected_skip,
     source_ids,
     why_not_sent,
@@ -73,11 +71,7 @@ class OrderRules(LineItemRules):
         return store_path(self.store_id, "orders")
 
     def plan_changed(self, engine: "SyncEngine", items: list[Candidate], ctx: RunContext) -> Iterator[RecordPlan]:
-        customer_ids = {c for c in (text_or_none(i.row.get("customer_id")) for i in items) if c}
-        product_ids = {p for i in items for p in (text_or_none(line.get("product_id")) for line in i.row.get("_lines") or []) if p}
-        customers = confirmed_ids(engine, "customer", customer_ids) | planned_in_run(engine, ctx, "customer", customer_ids)
-        products = self.products_in_mailchimp(engine)
-        planned_products = planned_in_run(engine, ctx, "product", product_ids)
+        customer_ids, customers, products, planned_products = self.line_dependencies(engine, items, ctx)
         known_customers = source_ids(engine, "customers", "customer_id", [c for c in customer_ids if c not in customers])
         maps = self.config.status_maps
         for item in items:

@@ -44,7 +44,7 @@ import json
 import logging
 import pickle
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple, Sequence
 
 import sqlalchemy as sa
 
@@ -324,6 +324,19 @@ class CommerceRules(EntityRules):
         return Outcome(OUTCOME_FAILED, failure_reason(result))
 
 
+class LineDependencies(NamedTuple):
+    """What a chunk of records with lines depends on, looked up once for the chunk."""
+
+    customer_ids: set[str]
+    """The customers the records name."""
+    customers: set[str]
+    """Those Mailchimp confirmed holding, or this run plans to send."""
+    products: dict[str, list[str] | None]
+    """Every confirmed product (see :meth:`LineItemRules.products_in_mailchimp`)."""
+    planned_products: set[str]
+    """The lines' products this run plans to send."""
+
+
 class LineItemRules(CommerceRules):
     """Records with product lines (orders, carts): every line's product and variant must have
     reached Mailchimp first, or Mailchimp refuses the whole record."""
@@ -345,6 +358,15 @@ class LineItemRules(CommerceRules):
                     products[record_id] = [str(v) for v in variants] if isinstance(variants, list) else None
             self._products = products
         return self._products
+
+    def line_dependencies(self, engine: "SyncEngine", items: list["Candidate"], ctx: RunContext) -> LineDependencies:
+        """The customers and products ``items`` (rows carrying ``_lines``) depend on: one lookup a chunk."""
+        customer_ids = {c for c in (text_or_none(i.row.get("customer_id")) for i in items) if c}
+        product_ids = {p for i in items for p in (text_or_none(line.get("product_id")) for line in i.row.get("_lines") or []) if p}
+        customers = confirmed_ids(engine, "customer", customer_ids) | planned_in_run(engine, ctx, "customer", customer_ids)
+        products = self.products_in_mailchimp(engine)
+        planned_products = planned_in_run(engine, ctx, "product", product_ids)
+        return LineDependencies(customer_ids, customers, products, planned_products)
 
     def _missing_products(
         self, engine: "SyncEngine", lines: Sequence[Mapping[str, Any]], products: Mapping[str, list[str] | None],
