@@ -119,3 +119,7 @@ def kill_at(name: str, moment: str, run_after: datetime, log: Path, timeout: flo
         proc = subprocess.run([sys.executable, __file__, name, moment, run_after.isoformat()],
                               env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
     assert proc.returncode == -signal.SIGKILL, f"not killed at {moment} (rc {proc.returncode}):\n" + log.read_text()[-4000:]
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
