@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+
 from batch_helpers import PUT_MEMBER_ROUTE, batch_count, emails, load_dag, run_dag, task_outcome, try_numbers
 
+from mailchimp_provider.batches.ledger import SUBMITTING
 from mailchimp_provider.warehouse.tables import WarehouseTables
 
 DAGS = "test_batch_lifecycle_dags.py"
@@ -104,7 +106,9 @@ def test_worker_killed_mid_wait_is_cleared_and_reattaches(
                 assert time.monotonic() < deadline, "worker did not submit in time"
                 if sa.inspect(sqlite_warehouse.engine).has_table(table.name):
                     with sqlite_warehouse.engine.connect() as conn:
-                        if conn.execute(sa.select(sa.func.count()).select_from(table)).scalar():
+                        # The intent row committed before POST /batches is not a batch on record yet.
+                        submitted = sa.select(sa.func.count()).select_from(table).where(table.c.status != SUBMITTING)
+                        if conn.execute(submitted).scalar():
                             break
                 time.sleep(0.05)
             os.killpg(worker.pid, signal.SIGKILL)  # the worker dies mid-wait, batch still running
