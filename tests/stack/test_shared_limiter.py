@@ -6,11 +6,13 @@ Real Redis, real emulator (``max_concurrent`` 10, as Mailchimp), real hooks in s
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 import time
 from pathlib import Path
@@ -54,40 +56,96 @@ LOAD = textwrap.dedent(
 )
 
 
-def run_load(processes: int, requests_per_thread: int, env: dict[str, str]) -> None:
+def _lease_report(redis_url: str | None, fingerprint: str) -> str:
+    """Who holds the account's leases right now (for a failure message)."""
+    if not redis_url:
+        return "no shared budget in use"
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
+    now_ms = int(client.time()[0] * 1000)
+    held = client.zrange(account_key(fingerprint), 0, -1, withscores=True)
+    return f"{len(held)} lease(s) in {redis_url}: " + ", ".join(
+        f"{m.decode()[:8]} expires in {int(score) - now_ms} ms" for m, score in held)
+
+
+def _readline(proc: subprocess.Popen, timeout: float) -> str | None:
+    """The process's next stdout line, or None when none came within ``timeout`` seconds."""
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return line[0] if line else None
+
+
+def run_load(processes: int, requests_per_thread: int, env: dict[str, str], fingerprint: str) -> None:
+    """``processes`` processes of 8 threads each, started together; every wait is bounded, and a
+    process that hangs is killed and reported with its stderr and the account's lease holders."""
     procs = [
         subprocess.Popen([sys.executable, "-c", LOAD, str(requests_per_thread)], env=env, stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(processes)
     ]
-    for proc in procs:
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()[-3000:]
-    for proc in procs:
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-    for proc in procs:
-        out, err = proc.communicate(timeout=240)
-        assert proc.returncode == 0 and "done" in out, err[-3000:]
+    redis_url = env.get("MAILCHIMP_LIMITER_REDIS_URL")
+    try:
+        for proc in procs:
+            line = _readline(proc, 120)
+            if line is None or line.strip() != "ready":
+                report = _lease_report(redis_url, fingerprint)
+                proc.kill()
+                pytest.fail(f"a load process was not ready after 120 s ({report}):\n{proc.stderr.read()[-3000:]}")
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        for proc in procs:
+            try:
+                out, err = proc.communicate(timeout=240)
+            except subprocess.TimeoutExpired:
+                report = _lease_report(redis_url, fingerprint)
+                proc.kill()
+                pytest.fail(f"a load process did not finish within 240 s ({report}):\n{proc.communicate()[1][-3000:]}")
+            assert proc.returncode == 0 and "done" in out, err[-3000:]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
 
 
-def test_three_processes_of_eight_threads_share_ten_connections(emulator, redis_url: str) -> None:
+@pytest.fixture()
+def limiter_redis_url(redis_url: str, emulator) -> str:
+    """A Redis database apart from the stack's (its Celery broker and the leases of its workers,
+    which talk to their own emulator with the same test API key), emptied of this account's leases:
+    the test measures its own processes only."""
+    base, db = redis_url.rsplit("/", 1)
+    url = f"{base}/{int(db) - 8 if int(db) >= 8 else int(db) + 8}"
+    redis.Redis.from_url(url).delete(account_key(emulator_fingerprint(emulator.api_key)))
+    return url
+
+
+def emulator_fingerprint(api_key: str) -> str:
+    """The account fingerprint the hook derives from an API key (``hooks.credentials``)."""
+    authorization = "Basic " + base64.b64encode(f"anystring:{api_key}".encode()).decode()
+    return MailchimpCredentials("", authorization, None).fingerprint
+
+
+def test_three_processes_of_eight_threads_share_ten_connections(emulator, limiter_redis_url: str) -> None:
+    fingerprint = emulator_fingerprint(emulator.api_key)
     emulator.admin("POST", "/faults", json={"latency_ms": 30, "max_concurrent": 10})
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT / "emulator")])}
     env.pop("MAILCHIMP_LIMITER_REDIS_URL", None)
 
     # Without the shared budget, 3 x 8 requests at once: the emulator answers 429s, as Mailchimp would.
-    run_load(3, 10, env)
+    run_load(3, 10, env, fingerprint)
     alone = emulator.admin("GET", "/stats")
     assert alone["max_in_flight"] > 10 and alone["throttled"] > 0, alone
 
     emulator.admin("POST", "/reset")
     emulator.admin("POST", "/faults", json={"latency_ms": 30, "max_concurrent": 10})
-    run_load(3, 10, {**env, "MAILCHIMP_LIMITER_REDIS_URL": redis_url})
+    run_load(3, 10, {**env, "MAILCHIMP_LIMITER_REDIS_URL": limiter_redis_url}, fingerprint)
     shared = emulator.admin("GET", "/stats")
     print(f"\n[limiter] 3 processes x 8 threads: alone max_in_flight={alone['max_in_flight']} "
           f"throttled={alone['throttled']}; shared max_in_flight={shared['max_in_flight']} throttled={shared['throttled']}")
     assert shared["max_in_flight"] <= 10 and shared["throttled"] == 0, shared
     assert shared["max_in_flight"] >= 8, "the budget should still be used, not serialised"
+    assert leases_held(SharedBudget(limiter_redis_url), fingerprint) == 0, "every lease was given back"
 
 
 HOLDER = textwrap.dedent(
@@ -126,7 +184,6 @@ def test_a_live_holder_keeps_its_leases_and_a_killed_one_loses_them_within_the_l
 
 def test_the_redis_key_is_a_hash_of_the_credential_never_the_key(redis_url: str) -> None:
     api_key = "0123456789abcdef0123456789abcdef-us1"
-    import base64
 
     credentials = MailchimpCredentials(
         "https://us1.api.mailchimp.com/3.0", "Basic " + base64.b64encode(f"x:{api_key}".encode()).decode(), "us1"

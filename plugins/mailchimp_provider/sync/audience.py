@@ -41,7 +41,7 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -474,10 +474,12 @@ class AudienceRules(EntityRules):
         pulled = members.get(member_hash)
         sent_since = ctx.data.get("sent_since")
         if (pulled is not None and ctx.replanning and sent_since is not None and pulled[1] is not None
-                and pulled[1] >= sent_since + timedelta(seconds=1)):
-            # Re-planning a batch this run sent (after a restart): a member row audited after the
-            # run's first batch went out may be that batch's own write; the batch was planned
-            # without it (a member this run created stays a "create").
+                and pulled[1] >= sent_since.replace(microsecond=0)):
+            # Re-planning a batch this run sent (after a restart): a member changed since the run's
+            # first batch went out may be that batch's own write; the batch was planned without it
+            # (a member this run created stays a "create"). Mailchimp's last_changed has whole
+            # seconds, and a batch usually applies within the second it was sent, so the
+            # comparison is with the second of the send, not the instant.
             pulled = None
         if pulled is not None:
             pulled_at = pulled[1]
