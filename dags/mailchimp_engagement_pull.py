@@ -7,6 +7,7 @@ See ``DOC`` below (shown in the Airflow UI) for what it does and how to run it.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from airflow.sdk import DAG, Asset
 
@@ -36,7 +37,7 @@ Fivetran Mailchimp schema, so `fivetran/dbt_mailchimp`-style models work):
 |---|---|
 | `pull_audiences` | `mailchimp_list`, `mailchimp_member` (incremental on `last_changed`), list-level rows of `mailchimp_unsubscribe` |
 | `pull_campaigns` | `mailchimp_campaign` (settings + report summary; recently sent campaigns refreshed every run), campaign rows of `mailchimp_unsubscribe` |
-| `pull_email_activity` | `mailchimp_campaign_recipient_activity` (open / click / bounce), via batch operations, waiting deferrably |
+| `pull_email_activity` | `mailchimp_campaign_recipient_activity` (open / click / bounce), via batch operations, waiting deferrably; with `activity.shards` > 1, one mapped task instance per shard of the campaigns |
 | `pull_campaign_recipients` | `mailchimp_campaign_recipient` (who each campaign was sent to: sent-to, each page read once), via batch operations |
 | `pull_automations` | `mailchimp_automation`, `mailchimp_automation_email` (classic automations, read whole; gone ones marked `_fivetran_deleted`), the emails' rows of `mailchimp_unsubscribe` |
 | `pull_automation_activity` | `mailchimp_automation_recipient` (sent-to of each automation email, re-read when it sent more), `mailchimp_automation_recipient_activity` (incremental), via batch operations |
@@ -78,6 +79,18 @@ def table_assets(config: EngagementConfig) -> dict[str, Asset]:
     return assets
 
 
+def email_activity_task(config: EngagementConfig, outlets: list[Asset]) -> Any:
+    """``pull_email_activity``: one task, or with ``activity.shards`` > 1 one mapped task instance
+    per shard (each reads the campaigns whose id hashes to it; every instance takes its own pool
+    slot, and all of them share the API key's connection budget)."""
+    shards = config.activity.shards
+    if shards == 1:
+        return MailchimpEmailActivityPullOperator(task_id="pull_email_activity", config=config, outlets=outlets)
+    return MailchimpEmailActivityPullOperator.partial(
+        task_id="pull_email_activity", config=config, outlets=outlets,
+    ).expand(shard=list(range(shards)))
+
+
 def build_dag(
     config: EngagementConfig,
     *,
@@ -108,11 +121,7 @@ def build_dag(
             config=config,
             outlets=[assets["campaign"], assets["unsubscribe"]],
         )
-        activity = MailchimpEmailActivityPullOperator(
-            task_id="pull_email_activity",
-            config=config,
-            outlets=[assets["activity"]],
-        )
+        activity = email_activity_task(config, [assets["activity"]])
         recipients = MailchimpCampaignRecipientPullOperator(
             task_id="pull_campaign_recipients",
             config=config,

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from mailchimp_provider.batches.results import OperationResult
     from mailchimp_provider.hooks.mailchimp import MailchimpHook
     from mailchimp_provider.reverse.loading import LoadStats
+    from mailchimp_provider.sharding import Shard
     from mailchimp_provider.warehouse.tables import WarehouseTables
 
 __all__ = [
@@ -207,15 +208,39 @@ class MailchimpEmailActivityPullOperator(_EngagementBatchOperator):
     expired batch is abandoned and its campaigns re-sent; after ``activity.max_abandoned_batches``
     the task fails with every bookmark where the committed rows put it, so the next run (or a
     retry) goes on from there. See ``mailchimp_provider.reverse.activity``.
+
+    :param shard: with ``activity.shards`` > 1, the shard this task instance reads (map the task:
+        ``.partial(...).expand(shard=range(shards))``): only the campaigns whose id hashes to it
+        (``mailchimp_provider.sharding``). None (the default) reads every campaign.
     """
 
-    def __init__(self, *, config: EngagementConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, config: EngagementConfig | dict[str, Any] | None = None, shard: int | None = None, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("abandon_stalled", True)  # reads are idempotent: re-send rather than wait forever
         super().__init__(config=config, **kwargs)
+        shards = self.config.activity.shards
+        if shard is None and shards > 1:
+            raise ValueError(
+                f"{self.task_id}: activity.shards is {shards}, so this task reads one shard: map it with "
+                f".partial(...).expand(shard=list(range({shards}))) (see dags/mailchimp_engagement_pull.py)"
+            )
+        if shard is not None and not 0 <= shard < shards:
+            raise ValueError(f"{self.task_id}: shard must be in 0..{shards - 1} (activity.shards {shards}), got {shard}")
+        self.shard = shard
+
+    @property
+    def owned(self) -> "Shard":
+        """The campaigns this task instance reads: its shard, or all of them."""
+        from mailchimp_provider.sharding import Shard
+
+        return Shard() if self.shard is None else Shard(self.shard, self.config.activity.shards)
 
     # -- planning ------------------------------------------------------------------------------
     def _try_scope(self, context: "Context") -> str:
-        return f"{self._pass(context)}#try{context['ti'].try_number}"
+        """Scope of the abandoned-batch count: one per try of this task instance (each shard its own)."""
+        suffix = f"#shard{self.shard}of{self.config.activity.shards}" if self.shard is not None else ""
+        return f"{self._pass(context)}#try{context['ti'].try_number}{suffix}"
 
     def _abandoned(self, context: "Context") -> int:
         from mailchimp_provider.reverse import watermarks
@@ -235,14 +260,15 @@ class MailchimpEmailActivityPullOperator(_EngagementBatchOperator):
             )
             return None
         with self.engine.connect() as conn:
-            fetches = activity.plan(conn, self.tables, self.config, self._pass(context))
+            fetches = activity.plan(conn, self.tables, self.config, self._pass(context), shard=self.owned)
         if not fetches:
             return None
         first = sum(1 for f in fetches if f.since is None)
         self.log.info(
-            "Email activity to read for %d campaign(s) (%d from the start, %d from their bookmark minus %s), "
+            "Email activity to read for %d campaign(s)%s (%d from the start, %d from their bookmark minus %s), "
             "in batches of up to %d.",
-            len(fetches), first, len(fetches) - first, self.config.activity.lookback, self.max_operations_per_batch,
+            len(fetches), f" of {self.owned.label()}" if self.shard is not None else "", first, len(fetches) - first,
+            self.config.activity.lookback, self.max_operations_per_batch,
         )
         return activity.ENTITY, [f.operation() for f in fetches]
 
@@ -287,18 +313,21 @@ class MailchimpEmailActivityPullOperator(_EngagementBatchOperator):
 
         counts, rejected = LoadCounts(), LoadCounts()
         campaigns = 0
+        ti = context["ti"]
         for entry in self.ledger_for(context).entries(BatchScope.from_context(context)):
-            loaded = context["ti"].xcom_pull(task_ids=self.task_id, key=f"loaded_{entry.batch_id}")
+            loaded = ti.xcom_pull(task_ids=self.task_id, key=f"loaded_{entry.batch_id}", map_indexes=ti.map_index)
             if loaded:
                 counts.add(LoadCounts(loaded["gained"], loaded["changed"], loaded["unchanged"]))
                 rejected.add(LoadCounts(**loaded.get("rejected", {})))
                 campaigns += int(loaded.get("campaigns", 0))
         stats = LoadStats({self.tables.table_name("activity"): counts, self.tables.table_name("rejected"): rejected})
         summary: dict[str, Any] = {"tables": self.report(stats, "activity"), "campaigns_read": campaigns}
+        if self.shard is not None:
+            summary["shard"] = {"index": self.shard, "count": self.config.activity.shards}
         current_pass = self._pass(context)
         with self.engine.connect() as conn:
-            failed = activity.failed_in_pass(conn, self.tables, current_pass)
-            unread = activity.plan(conn, self.tables, self.config, current_pass)
+            failed = activity.failed_in_pass(conn, self.tables, current_pass, self.owned)
+            unread = activity.plan(conn, self.tables, self.config, current_pass, shard=self.owned)
         if failed:
             summary["failed_campaigns"] = sorted(failed)
             self.log.warning(

@@ -14,6 +14,11 @@ resumed task plans from what is committed, never from memory.
   ``email_activity_pass = <run_id>#<clear_number>`` in the same transaction as its rows and its
   bookmark. A retry of the task (same pass) skips it; clearing the task starts a new pass.
 
+* Which task instance: with ``activity.shards`` > 1 the task is mapped, and each instance plans
+  only the campaigns it owns (``sharding.shard_of(campaign_id, shards)``). Everything above is kept
+  per campaign, so shards share no bookmark, marker or batch (the ledger's scope has the
+  ``map_index``), and a retried shard re-attaches to its own batches and re-plans its own campaigns.
+
 Applying a result commits, per campaign, its rows, its bookmark and its pass marker together. A
 bookmark is never set later than the batch's submission time (activity cannot be newer than the
 read that returned it; this also keeps a clock-skewed or future-dated event from hiding what
@@ -43,6 +48,7 @@ from mailchimp_provider.reverse.activity_copy import ActivityText, activity_copy
 from mailchimp_provider.reverse.loading import LoadCounts, merge_rows
 from mailchimp_provider.reverse.normalise import ACTIVITY_COLUMNS, NormalisationError, activity_rows
 from mailchimp_provider.reverse.rejects import Rejects
+from mailchimp_provider.sharding import Shard
 from mailchimp_provider.sync.paths import api_path
 from mailchimp_provider.warehouse.tables import WarehouseTables, to_utc
 from mailchimp_provider.warehouse.upsert import CopyLayout, copy_layout, copy_lines
@@ -50,6 +56,7 @@ from mailchimp_provider.warehouse.upsert import CopyLayout, copy_layout, copy_li
 log = logging.getLogger(__name__)
 
 ENTITY = "email_activity"
+WHOLE = Shard()
 MAX_ATTEMPTS_PER_PASS = 2
 _FAILED = "#failed:"
 
@@ -89,8 +96,11 @@ def plan(
     current_pass: str,
     *,
     now: datetime | None = None,
+    shard: Shard = WHOLE,
 ) -> list[CampaignFetch]:
-    """Campaigns whose activity this pass still has to read, oldest send first (see module doc)."""
+    """Campaigns whose activity this pass still has to read, oldest send first (see module doc);
+    only those ``shard`` owns (a stable hash of the campaign id), so a retried shard re-reads its
+    own campaigns and no other shard's."""
     now = now or datetime.now(timezone.utc)
     c = tables.campaign
     query = sa.select(c.c.campaign_id, c.c.list_id, c.c.send_time).where(c.c.status == "sent")
@@ -102,6 +112,8 @@ def plan(
     window_start = now - config.campaigns.recent_window
     planned: list[CampaignFetch] = []
     for campaign_id, list_id, send_time in campaigns:
+        if not shard.owns(campaign_id):
+            continue
         if not _still_to_do(passes.get(campaign_id), current_pass):
             continue
         mark = to_utc(bookmarks[campaign_id]) if campaign_id in bookmarks else None
@@ -124,11 +136,13 @@ def _still_to_do(marker: str | None, current_pass: str) -> bool:
     return True  # another pass that shares our prefix (e.g. clear 1 vs 12)
 
 
-def failed_in_pass(conn: sa.Connection, tables: WarehouseTables, current_pass: str) -> dict[str, int]:
-    """Campaigns whose operation failed in this pass, with the number of attempts."""
+def failed_in_pass(
+    conn: sa.Connection, tables: WarehouseTables, current_pass: str, shard: Shard = WHOLE
+) -> dict[str, int]:
+    """Campaigns (of ``shard``) whose operation failed in this pass, with the number of attempts."""
     out: dict[str, int] = {}
     for campaign_id, marker in watermarks.get_values(conn, tables, watermarks.EMAIL_ACTIVITY_PASS).items():
-        if marker.startswith(current_pass + _FAILED):
+        if marker.startswith(current_pass + _FAILED) and shard.owns(campaign_id):
             out[campaign_id] = int(marker[len(current_pass + _FAILED):])
     return out
 

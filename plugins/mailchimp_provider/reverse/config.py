@@ -29,6 +29,8 @@ def config_path() -> Path:
 
 MAX_PAGE_SIZE = 1000
 """Mailchimp's maximum ``count``."""
+MAX_SHARDS = 1024
+"""Airflow refuses to map more task instances than ``[core] max_map_length`` (default 1024)."""
 
 
 def _positive(section: Any) -> list[tuple[str, str]]:
@@ -86,9 +88,16 @@ class ActivityConfig:
     """A batch whose finished-operation count does not move for this long is abandoned and re-sent."""
     max_abandoned_batches: int = 2
     """Stop the pass (task fails, bookmarks kept) after this many batches stalled or expired."""
+    shards: int = 1
+    """Mapped task instances the activity is split over, each owning the campaigns whose id hashes
+    to it (``mailchimp_provider.sharding``); 1 = one unmapped task, as before sharding existed."""
 
     def validate(self) -> list[tuple[str, str]]:
-        return _positive(self)
+        problems = _positive(self)
+        if self.shards > MAX_SHARDS:
+            problems.append(("shards", f"may be at most {MAX_SHARDS} (Airflow's default [core] max_map_length), "
+                                       f"got {self.shards}"))
+        return problems
 
     @property
     def lookback(self) -> timedelta:

@@ -11,7 +11,7 @@ Streams used:
 * ``email_activity``    scope = campaign id, value = max activity ``timestamp`` committed
 * ``email_activity_pass`` scope = campaign id, value = the pass (``run_id#clear_number``) that last
   fetched it: lets a retried task skip campaigns it already finished, without any task state
-* ``email_activity_abandoned`` scope = ``<pass>#try<n>``, value = batches that stalled or expired in
+* ``email_activity_abandoned`` scope = ``<pass>#try<n>`` (``...#shard<i>of<n>`` when sharded), value = batches that stalled or expired in
   that try (the task stops re-sending after a configured number)
 """
 
