@@ -91,3 +91,21 @@ def synced(make_harness: Callable[..., Any], warehouse: Any) -> Synced:  # noqa:
                           ("left@shop-mail.net", "unsubscribed"), ("left2@shop-mail.net", "unsubscribed")):
         h.add_reverse_pulled_member(email, status)
     return Synced(h, runs, dry)
+
+
+def set_paused(dag_id: str, paused: bool) -> None:
+    """Pause or unpause a DAG in the metadata DB, as Airflow's DAG page does (``dag.test()`` runs
+    leave the DAG as Airflow created it: paused, with ``dags_are_paused_at_creation``)."""
+    import sqlalchemy as sa
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.execute(sa.update(DagModel).where(DagModel.dag_id == dag_id).values(is_paused=paused))
+
+
+@pytest.fixture
+def audience_unpaused(synced: Synced) -> Synced:
+    """``synced``, with the audience DAG unpaused (its buttons create runs that start)."""
+    set_paused("mailchimp_audience_sync", False)
+    return synced

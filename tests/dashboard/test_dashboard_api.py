@@ -50,13 +50,14 @@ def test_a_user_who_may_not_read_the_dags_is_refused_and_sees_no_card(client: An
 def test_a_viewer_reads_everything_but_its_buttons_are_disabled_and_refused(client: Any, synced: Any) -> None:
     cards = client.get("/mailchimp/api/syncs", user="viewer").json()["syncs"]
     assert cards and not any(c["can_trigger"] for c in cards)
-    assert client.get("/mailchimp/api/me", user="viewer").json()["syncs"]["audience"] == {"read": True, "trigger": False}
+    assert client.get("/mailchimp/api/me", user="viewer").json()["syncs"]["audience"] == {
+        "read": True, "trigger": False, "unpause": False}
     response = client.post(ACTION, user="viewer")
     assert response.status_code == 403 and "trigger" in response.json()["detail"]
     assert client.get("/mailchimp/api/syncs/audience/records?tab=quarantined", user="viewer").status_code == 200
 
 
-def test_an_action_must_be_a_json_request(client: Any, synced: Any) -> None:
+def test_an_action_must_be_a_json_request(client: Any, audience_unpaused: Any) -> None:
     response = client.http.post(ACTION, headers=client._auth("admin"), data={"x": "1"})
     assert response.status_code == 415
 
@@ -108,6 +109,36 @@ def test_the_failed_tab_lists_each_failed_record_with_its_reason_error_batch_and
     assert row["batch_id"] and row["error_detail"]
     assert row["log_url"].endswith(f"/dags/mailchimp_audience_sync/runs/{quote(last, safe='')}/tasks/sync_members")
     assert page["reasons"] == by_reason(synced.harness.db, last, "failed")
+
+
+def test_failed_and_skipped_rows_show_the_email_to_users_who_may_read_the_dag(client: Any, synced: Any) -> None:
+    db = synced.harness.db
+    emails = dict(sql(db, "SELECT customer_id, email FROM customers"))  # the contract's source table
+    for tab, expected in (("failed", {"fake1", "fake2"}), ("skipped", {"typo"})):
+        page = client.get("/mailchimp/api/syncs/audience/records", params={"tab": tab}, user="viewer").json()
+        shown = {r["record_id"]: r["email"] for r in page["rows"]}
+        assert expected <= set(shown), (tab, shown)
+        assert all(shown[record] == emails[record] for record in shown if record in emails), shown
+    assert shown["typo"] == "no-at-sign.example.com"  # never sent, so only the source knows it
+    refused = client.get("/mailchimp/api/syncs/audience/records", params={"tab": "failed"}, user="outsider")
+    assert refused.status_code == 403 and "@" not in refused.text
+
+
+def test_the_batch_view_shows_what_a_batch_carried(client: Any, synced: Any) -> None:
+    db, last = synced.harness.db, synced.runs[-1].run_id
+    (batch_id,), = sql(db, "SELECT batch_id FROM mailchimp_sync_result WHERE run_id = :r AND record_id = 'fake1'", r=last)
+    counts = sql(db, "SELECT outcome, reason, count(*) FROM mailchimp_sync_result WHERE batch_id = :b "
+                     "GROUP BY outcome, reason", b=batch_id)
+    (dag_id, status), = sql(db, "SELECT dag_id, status FROM mailchimp_batch WHERE batch_id = :b", b=batch_id)
+    view = client.get(f"/mailchimp/api/batches/{batch_id}", user="viewer").json()
+    assert (view["batch"]["batch_id"], view["batch"]["dag_id"], view["batch"]["status"]) == (batch_id, dag_id, status)
+    assert view["batch"]["log_url"].endswith("/tasks/sync_members")
+    assert {(o, r, n) for o, reasons in view["counts"]["member"].items() for r, n in reasons.items()} == set(counts)
+    failed = {r["record_id"]: r for r in view["rows"] if r["outcome"] == "failed"}
+    assert failed["fake1"]["email"] == "test@shop-mail.net" and failed["fake1"]["error_title"] == "Invalid Resource"
+    assert client.get(f"/mailchimp/api/batches/{batch_id}", user="outsider").status_code == 403
+    assert client.get(f"/mailchimp/api/batches/{batch_id}", user=None).status_code == 401
+    assert client.get("/mailchimp/api/batches/nope' OR '1'='1").status_code == 404
 
 
 def test_the_quarantined_pulled_back_and_plan_tabs(client: Any, synced: Any) -> None:
@@ -167,7 +198,7 @@ def test_a_hostile_filter_value_is_a_value_not_sql(client: Any, synced: Any) -> 
 # the buttons
 # ------------------------------------------------------------------------------------------------
 def test_retry_failed_creates_a_run_with_the_param_and_that_run_sends_only_the_failed_records(
-    client: Any, synced: Any
+    client: Any, synced: Any, audience_unpaused: Any
 ) -> None:
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
@@ -193,7 +224,7 @@ def test_retry_failed_creates_a_run_with_the_param_and_that_run_sends_only_the_f
     assert h.outcome(normal.run_id, "g01") == [("upsert", "ok", "update")]
 
 
-def test_every_button_triggers_its_run_conf(client: Any, synced: Any) -> None:
+def test_every_button_triggers_its_run_conf(client: Any, audience_unpaused: Any) -> None:
     expected = {"sync_now": {}, "sync_all": {"full_refresh": True}, "dry_run": {"dry_run": True},
                 "create_audience": {"ensure_only": True}}
     for action, conf in expected.items():
@@ -201,6 +232,36 @@ def test_every_button_triggers_its_run_conf(client: Any, synced: Any) -> None:
         assert response.status_code == 200, (action, response.text)
         assert response.json()["run"]["conf"] == conf
     assert client.post("/mailchimp/api/syncs/audience/actions/refresh").status_code == 404
+
+
+def test_a_paused_dag_is_said_so_instead_of_a_run_that_never_starts(client: Any, synced: Any) -> None:
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    from dashboard.conftest import set_paused
+
+    def runs() -> int:
+        with create_session() as session:
+            return session.scalar(sa.select(sa.func.count()).select_from(DagRun)
+                                  .where(DagRun.dag_id == "mailchimp_audience_sync"))
+
+    set_paused("mailchimp_audience_sync", True)
+    before = runs()
+    card = client.get("/mailchimp/api/syncs/audience").json()
+    assert card["paused"] is True and card["can_unpause"] is True
+    response = client.post(ACTION)
+    assert response.status_code == 409, response.text
+    body = response.json()
+    assert body["paused"] is True and body["can_unpause"] is True and "paused" in body["detail"]
+    assert runs() == before  # no run left queued behind the pause
+    # a viewer may not unpause (Airflow's PATCH /dags needs edit rights): the page disables it
+    assert client.get("/mailchimp/api/me", user="viewer").json()["syncs"]["audience"]["unpause"] is False
+    assert client.get("/mailchimp/api/syncs/audience", user="viewer").json()["can_unpause"] is False
+    assert client.get("/mailchimp/api/me").json()["syncs"]["audience"]["unpause"] is True
+
+    set_paused("mailchimp_audience_sync", False)  # what the Unpause button has Airflow do
+    assert client.get("/mailchimp/api/syncs/audience").json()["paused"] is False
+    assert client.post(ACTION).status_code == 200 and runs() == before + 1
 
 
 def test_create_audience_runs_only_the_ensure_step(make_harness: Any, sqlite_warehouse: Any) -> None:

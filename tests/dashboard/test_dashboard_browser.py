@@ -127,10 +127,15 @@ def test_the_dashboard_in_chromium_shows_the_warehouse_and_its_buttons_work(sync
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
 
+    from airflow.models.dag import DagModel
+
+    from dashboard.conftest import set_paused
+
     db = synced.harness.db
     _insert_campaigns(db)
     last = synced.runs[-1].run_id
     IMAGES.mkdir(parents=True, exist_ok=True)
+    set_paused("mailchimp_audience_sync", True)  # as Airflow creates DAGs (dags_are_paused_at_creation)
 
     # the overview: the audience card's numbers are the SQL counts of the last run
     page.goto(page.base + "/mailchimp/")
@@ -157,13 +162,24 @@ def test_the_dashboard_in_chromium_shows_the_warehouse_and_its_buttons_work(sync
     listed = {rows.nth(i).get_attribute("data-record"): rows.nth(i).locator('[data-col="reason"]').inner_text()
               for i in range(rows.count())}
     assert listed == {"fake1": "email_rejected", "fake2": "email_rejected"}
+    with db.connect() as conn:  # the admin may read the DAG: each row shows the record's email
+        emails = dict(conn.execute(sa.text("SELECT customer_id, email FROM customers")).all())
+    assert {rows.nth(i).get_attribute("data-record"): rows.nth(i).locator('[data-col="email"]').inner_text()
+            for i in range(rows.count())} == {r: emails[r] for r in listed}
     page.screenshot(path=str(IMAGES / "dashboard-failed.png"), full_page=True)
 
-    # Retry failed: a DAG run with the param set, by this user
+    # Retry failed on the paused DAG: the page says it is paused and offers to unpause it first
+    # (Airflow's PATCH /api/v2/dags, as this user); then the run is created, with the param set
     page.click('button.view[data-view="overview"]')
-    page.wait_for_selector('[data-sync="audience"] button[data-action="retry_failed"]:not([disabled])')
+    page.wait_for_selector('[data-sync="audience"] [data-testid="paused"] button[data-action="unpause"]:not([disabled])')
     page.click('[data-sync="audience"] button[data-action="retry_failed"]')
+    page.wait_for_selector('[data-testid="unpause-and-run"]')
+    assert "is paused" in page.locator("#message").inner_text()
+    page.screenshot(path=str(IMAGES / "dashboard-paused.png"))
+    page.click('[data-testid="unpause-and-run"]')
     page.wait_for_function("document.body.dataset.lastRun")
+    with create_session() as session:
+        assert session.scalar(sa.select(DagModel.is_paused).where(DagModel.dag_id == "mailchimp_audience_sync")) is False
     run_id = page.evaluate("document.body.dataset.lastRun")
     with create_session() as session:
         run = session.scalar(sa.select(DagRun).where(DagRun.dag_id == "mailchimp_audience_sync", DagRun.run_id == run_id))

@@ -91,16 +91,19 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     down(home, keep_databases=False, quiet=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def audience_run(stack: Stack) -> str:
-    """A successful run of the shipped audience sync (the audience and the tables exist after it);
-    xdist may run the group's tests in any order, so whoever needs one asks for it."""
+    """The latest successful run of the shipped audience sync (the audience and the tables exist
+    after it); xdist may run the group's tests in any order, so whoever needs one asks for it.
+    Looked up per test: the equality test starts the emulator and the warehouse afresh, and the
+    runs before it then have no rows left."""
     from airflow_api import AirflowApi
 
     api = AirflowApi(stack)
-    runs = api.call("GET", "/dags/mailchimp_audience_sync/dagRuns", params={"state": "success"})["dag_runs"]
+    runs = api.call("GET", "/dags/mailchimp_audience_sync/dagRuns",
+                    params={"state": "success", "order_by": "-run_after", "limit": 1})["dag_runs"]
     if runs:
-        return runs[-1]["dag_run_id"]
+        return runs[0]["dag_run_id"]
     run_id = api.trigger("mailchimp_audience_sync")
     assert api.wait_run("mailchimp_audience_sync", run_id) == "success", api.task_states("mailchimp_audience_sync", run_id)
     return run_id

@@ -1,12 +1,15 @@
 """The dashboard's FastAPI app: the page at ``/mailchimp/`` and its JSON API under ``/mailchimp/api/``.
 
 =================================================  ==================================================
-``GET  /api/me``                                   the user, and per sync: may read, may trigger
+``GET  /api/me``                                   the user, and per sync: may read, trigger, unpause
 ``GET  /api/syncs``                                overview cards (syncs whose DAG the user may read)
 ``GET  /api/syncs/{key}``                          one card
 ``GET  /api/syncs/{key}/records?tab=&reason=&cursor=&limit=``   one page of a tab
-``POST /api/syncs/{key}/actions/{action}``         trigger a run (JSON body; the user's permissions)
+``POST /api/syncs/{key}/actions/{action}``         trigger a run (JSON body; the user's permissions);
+                                                   409 ``{"paused": true}`` while the DAG is paused
 ``GET  /api/campaigns``                            per-campaign figures and the per-day series
+``GET  /api/batches/{batch_id}``                   one batch: ledger row, results by outcome, records
+                                                   not through (the tasks' "Mailchimp batch" link: #batch/ID)
 =================================================  ==================================================
 
 A card's *last run* is the newest non-dry run of its DAG that wrote rows for its entity (an
@@ -23,6 +26,7 @@ from typing import Any, Literal
 
 from sqlalchemy import exc as sa_exc
 from fastapi import FastAPI, HTTPException, Query, Request, status
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
 from mailchimp_provider.dashboard import airflow_runs, queries
@@ -97,7 +101,8 @@ def me(user: UserDep) -> dict[str, Any]:
     syncs = {}
     for sync in catalogue().syncs:
         readable = may(user, sync.dag_id, "read")
-        syncs[sync.key] = {"read": readable, "trigger": readable and may(user, sync.dag_id, "trigger")}
+        syncs[sync.key] = {"read": readable, "trigger": readable and may(user, sync.dag_id, "trigger"),
+                           "unpause": readable and may(user, sync.dag_id, "edit")}
     return {"user": user.get_name(), "ui_base": airflow_runs.ui_base(), "syncs": syncs}
 
 
@@ -151,6 +156,11 @@ def records(
                                         reason=reason, cursor=cursor, limit=limit)
     except queries.BadCursor as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+    if tab not in queries.MEMBER_STATUS_TABS:  # those rows are Mailchimp's members: they carry their email
+        emails = queries.record_emails(_engine(), cat.forward_tables, sync.entity, sync.email_source,
+                                       [row["record_id"] for row in page.rows])
+        for row in page.rows:
+            row["email"] = emails.get(row["record_id"]) or row.get("email")
     base = airflow_runs.ui_base()
     for row in page.rows:
         if row.get("run_id") and row.get("task_id"):
@@ -161,8 +171,9 @@ def records(
 
 
 @app.post("/api/syncs/{key}/actions/{action}")
-def act(key: str, action: str, request: Request, user: UserDep) -> dict[str, Any]:
-    """Trigger the run a button stands for, as the signed-in user (403 without the permission).
+def act(key: str, action: str, request: Request, user: UserDep) -> Any:
+    """Trigger the run a button stands for, as the signed-in user (403 without the permission;
+    409 while the DAG is paused, since such a run would sit queued and never start).
 
     Only a JSON request is taken (``Content-Type: application/json``, any body): a cross-site form
     cannot send one, and a cross-site script cannot without the browser asking this origin first."""
@@ -174,6 +185,14 @@ def act(key: str, action: str, request: Request, user: UserDep) -> dict[str, Any
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No action {action!r} on {sync.key!r}; "
                                                        f"known: {', '.join(sync.actions)}.")
     require(user, sync.dag_id, "trigger")
+    if airflow_runs.dag_paused(sync.dag_id):
+        # A run of a paused DAG is created but never starts: say so instead (the page offers to
+        # unpause, through Airflow's own API, when the user may edit the DAG).
+        return JSONResponse({
+            "detail": f"The DAG {sync.dag_id!r} is paused in Airflow: a run would wait until it is unpaused. "
+                      "Unpause it (Airflow's DAG page, or the dashboard's Unpause button), then press the button again.",
+            "paused": True, "dag_id": sync.dag_id, "can_unpause": may(user, sync.dag_id, "edit"),
+        }, status_code=status.HTTP_409_CONFLICT)
     from airflow.exceptions import DagNotFound, DagRunAlreadyExists
 
     try:
@@ -182,8 +201,7 @@ def act(key: str, action: str, request: Request, user: UserDep) -> dict[str, Any
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"Airflow does not know the DAG {sync.dag_id!r} yet.") from None
     except DagRunAlreadyExists as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    return {"dag_id": sync.dag_id, "action": action, "paused": airflow_runs.dag_paused(sync.dag_id),
-            "run": run.as_dict(sync.dag_id, airflow_runs.ui_base())}
+    return {"dag_id": sync.dag_id, "action": action, "run": run.as_dict(sync.dag_id, airflow_runs.ui_base())}
 
 
 @app.get("/api/campaigns")
@@ -194,6 +212,35 @@ def campaign_view(user: UserDep, limit: int = Query(500, ge=1, le=5000)) -> dict
     with _engine().connect() as conn:
         items = queries.campaigns(conn, catalogue().engagement_tables, limit=limit)
     return {"campaigns": items, "series": queries.campaign_series(items)}
+
+
+@app.get("/api/batches/{batch_id}")
+def batch_view(user: UserDep, batch_id: str = PathParam(max_length=64)) -> dict[str, Any]:
+    """One Mailchimp batch as the ledger and ``sync_result`` know it (read permission on its DAG)."""
+    cat = catalogue()
+    ledgers = [cat.forward_tables]
+    if cat.engagement_tables.batch.fullname != cat.forward_tables.batch.fullname:
+        ledgers.append(cat.engagement_tables)
+    with _engine().connect() as conn:
+        found = queries.find_batch(conn, ledgers, batch_id)
+        if found is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"Batch {batch_id!r} is in no batch ledger the dashboard "
+                                f"reads ({', '.join(t.table_name('batch') for t in ledgers)}).")
+        require(user, found["dag_id"], "read")
+        results = queries.batch_results(conn, cat.forward_tables, batch_id)
+    by_entity = {s.entity: s for s in cat.syncs if s.entity}
+    for entity in {row["entity"] for row in results["rows"]}:
+        sync = by_entity.get(entity)
+        rows = [row for row in results["rows"] if row["entity"] == entity]
+        emails = queries.record_emails(_engine(), cat.forward_tables, entity, sync.email_source if sync else None,
+                                       [row["record_id"] for row in rows])
+        for row in rows:
+            row["email"] = emails.get(row["record_id"])
+    base = airflow_runs.ui_base()
+    found["run_url"] = airflow_runs.run_url(base, found["dag_id"], found["run_id"])
+    found["log_url"] = airflow_runs.task_log_url(base, found["dag_id"], found["run_id"], found["task_id"],
+                                                 found["map_index"])
+    return {"batch": found, **results}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -223,7 +270,8 @@ def card(conn: Any, sync: Sync, runs: list[airflow_runs.RunInfo], user: Any) -> 
     trigger = may(user, sync.dag_id, "trigger")
     out: dict[str, Any] = {
         "key": sync.key, "title": sync.title, "kind": sync.kind, "dag_id": sync.dag_id, "entity": sync.entity,
-        "actions": list(sync.actions), "can_trigger": trigger,
+        "actions": list(sync.actions), "can_trigger": trigger, "paused": airflow_runs.dag_paused(sync.dag_id),
+        "can_unpause": may(user, sync.dag_id, "edit"),
     }
     cat = catalogue()
     if sync.entity is None:

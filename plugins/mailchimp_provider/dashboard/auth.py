@@ -4,7 +4,8 @@ Airflow does not protect a plugin's FastAPI app: each route depends on :data:`Us
 from the ``Authorization: Bearer`` header, or the cookie the Airflow UI sets; no token is 401) and
 asks :func:`may` before reading a sync's rows. What a sync shows is gated on *reading* its DAG
 (``GET``); its buttons on *creating a run* of it (``POST`` on ``DagAccessEntity.RUN``), exactly the
-check Airflow's own trigger endpoint makes.
+check Airflow's own trigger endpoint makes; *unpausing* on editing it (``PUT``), the check of
+Airflow's ``PATCH /api/v2/dags/{dag_id}``, which the page calls to unpause.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from fastapi import Depends, HTTPException, status
 if TYPE_CHECKING:
     from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 
-Permission = Literal["read", "trigger"]
+Permission = Literal["read", "trigger", "edit"]
 
 
 def _current_user():  # noqa: ANN202 - Airflow's dependency, resolved lazily so importing this module stays cheap
@@ -34,7 +35,8 @@ UserDep = Annotated["BaseUser", Depends(current_user)]
 
 
 def may(user: "BaseUser", dag_id: str, permission: Permission = "read") -> bool:
-    """Whether ``user`` may read ``dag_id`` (``read``) or create runs of it (``trigger``)."""
+    """Whether ``user`` may read ``dag_id`` (``read``), create runs of it (``trigger``) or edit it
+    (``edit``: pause and unpause)."""
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
     from airflow.models.dag import DagModel
@@ -42,6 +44,8 @@ def may(user: "BaseUser", dag_id: str, permission: Permission = "read") -> bool:
     details = DagDetails(id=dag_id, team_name=DagModel.get_team_name(dag_id))
     if permission == "read":
         return get_auth_manager().is_authorized_dag(method="GET", details=details, user=user)
+    if permission == "edit":
+        return get_auth_manager().is_authorized_dag(method="PUT", details=details, user=user)
     return get_auth_manager().is_authorized_dag(
         method="POST", access_entity=DagAccessEntity.RUN, details=details, user=user
     )
@@ -50,5 +54,5 @@ def may(user: "BaseUser", dag_id: str, permission: Permission = "read") -> bool:
 def require(user: "BaseUser", dag_id: str, permission: Permission = "read") -> None:
     """403 unless :func:`may` says yes (the message names the DAG, never the data)."""
     if not may(user, dag_id, permission):
-        verb = "read" if permission == "read" else "trigger runs of"
+        verb = {"read": "read", "trigger": "trigger runs of", "edit": "edit"}[permission]
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"You may not {verb} the DAG {dag_id!r}.")

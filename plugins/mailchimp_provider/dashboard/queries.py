@@ -9,6 +9,11 @@ Tabs page by key (``WHERE (reason, record_id, ...) > (:cursor...) ORDER BY ... L
 (``ix_<prefix>sync_result_tab`` serves the ``sync_result`` tabs, counts by reason included).
 Rows with no reason are listed under the filter :data:`NO_REASON` (row-value comparisons and
 ``NULL`` do not mix, and PostgreSQL and SQLite sort ``NULL`` at opposite ends).
+
+A row's email (:func:`record_emails`) is read for the page's records only: from the entity's source
+query (what the warehouse holds now), else the last email Mailchimp confirmed (``sync_state``).
+``sync_result`` keeps no email, so a record that was never sent (skipped: invalid email) still
+shows the address that made it so.
 """
 
 from __future__ import annotations
@@ -30,6 +35,15 @@ MEMBER_STATUS_TABS: dict[str, tuple[str, ...]] = {"archived": ("archived", "clea
 RESULT_TABS: dict[str, str] = {"failed": "failed", "pending": "pending", "skipped": "skipped", "plan": "planned"}
 """Tabs listing one run's ``sync_result`` rows, and the outcome each lists (``plan``: the dry run's)."""
 PULLED_BACK = ("archived", "cleaned", "unsubscribed")
+
+
+@dataclass(frozen=True)
+class EmailSource:
+    """Where a record's email is read: ``include/sql/<sql_name>.sql``, its key and email columns."""
+
+    sql_name: str
+    key_column: str
+    email_column: str
 
 
 class BadCursor(ValueError):
@@ -184,6 +198,47 @@ def records_page(
     return Page([src.to_row(r._mapping) for r in rows], total, reasons, next_cursor)
 
 
+def record_emails(
+    engine: sa.Engine, t: WarehouseTables, entity: str, source: EmailSource | None, record_ids: Sequence[str]
+) -> dict[str, str]:
+    """``{record_id: email}`` for one page's records: the source query's email (bound ids, one
+    probe of the source's key), else ``sync_state.email``. A source that cannot be read (a
+    broken ``include/sql`` edit) costs the emails from it, never the page: it is logged."""
+    import logging
+
+    from mailchimp_provider.warehouse.extract import tolerant_text
+
+    ids = sorted({i for i in record_ids if i})
+    if not ids:
+        return {}
+    found: dict[str, str] = {}
+    if source is not None:
+        from mailchimp_provider.sync.engine import source_sql
+
+        try:
+            sql = source_sql(source.sql_name, engine)
+            stmt = sa.text(
+                f"SELECT s.{source.key_column} AS record_id, s.{source.email_column} AS email FROM ({sql}) s "
+                f"WHERE s.{source.key_column} IN :ids"
+            ).bindparams(sa.bindparam("ids", expanding=True))
+            with engine.connect() as conn, tolerant_text(conn):
+                for row in conn.execute(stmt, {"ids": ids}):
+                    email = row.email.decode("utf-8", "replace") if isinstance(row.email, bytes) else row.email
+                    if email not in (None, ""):
+                        found.setdefault(str(row.record_id), str(email))
+        except Exception as exc:  # noqa: BLE001 - the page shows without the source's emails
+            logging.getLogger(__name__).warning(
+                "Dashboard: emails of %s records not read from include/sql/%s.sql (%s)", entity, source.sql_name, exc)
+    missing = [i for i in ids if i not in found]
+    if missing:
+        s = t.sync_state.c
+        stmt = sa.select(s.record_id, s.email).where(
+            s.entity == entity, s.record_id.in_(sa.bindparam("ids", expanding=True)), s.email.is_not(None))
+        with engine.connect() as conn:
+            found.update({row.record_id: row.email for row in conn.execute(stmt, {"ids": missing})})
+    return found
+
+
 def encode_cursor(values: list[Any]) -> str:
     return json.dumps(values, separators=(",", ":"), default=str)
 
@@ -237,6 +292,44 @@ def _member_row(m: Any) -> dict[str, Any]:
         "record_id": m["member_id"], "list_id": m["list_id"], "email": m["email_address"], "reason": m["status"],
         "error_detail": m["unsubscribe_reason"], "recorded_at": _iso(m["last_changed"]),
     }
+
+
+# ------------------------------------------------------------------------------------------------
+# one batch (the "Mailchimp batch" extra link of a task)
+# ------------------------------------------------------------------------------------------------
+BATCH_FIELDS = ("batch_id", "dag_id", "run_id", "task_id", "map_index", "entity", "chunk_no", "status",
+                "total_operations", "finished_operations", "errored_operations", "operation_count",
+                "submitted_at", "completed_at", "applied_at", "error")
+
+
+def find_batch(conn: sa.Connection, ledgers: Sequence[WarehouseTables], batch_id: str) -> dict[str, Any] | None:
+    """The batch's ledger row, from the first of ``ledgers`` (forward, engagement) that holds it."""
+    inspector = sa.inspect(conn)
+    for t in ledgers:
+        if not inspector.has_table(t.batch.name, schema=t.batch.schema):
+            continue
+        b = t.batch.c
+        row = conn.execute(sa.select(*[b[f] for f in BATCH_FIELDS]).where(b.batch_id == batch_id)).first()
+        if row is not None:
+            return {k: _iso(v) for k, v in row._mapping.items()}
+    return None
+
+
+def batch_results(conn: sa.Connection, t: WarehouseTables, batch_id: str, *, limit: int = MAX_PAGE) -> dict[str, Any]:
+    """What the batch carried, from ``sync_result``: counts by entity, outcome and reason, and the
+    records that did not go through (failed, skipped, pending) up to ``limit`` (``ix_..._batch``)."""
+    r = t.sync_result.c
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    stmt = (sa.select(r.entity, r.outcome, r.reason, sa.func.count().label("n"))
+            .where(r.batch_id == batch_id).group_by(r.entity, r.outcome, r.reason))
+    for row in conn.execute(stmt):
+        counts.setdefault(row.entity, {}).setdefault(row.outcome, {})[row.reason or NO_REASON] = int(row.n)
+    cols = [r.entity, r.record_id, r.operation, r.outcome, r.reason, r.http_status, r.error_title, r.error_detail,
+            r.field_errors, r.status_decision, r.batch_id, r.run_id, r.dag_id, r.task_id, r.map_index, r.recorded_at]
+    stmt = (sa.select(*cols).where(r.batch_id == batch_id, r.outcome != "ok")
+            .order_by(r.outcome, r.reason, r.record_id, r.operation).limit(max(1, min(int(limit), MAX_PAGE))))
+    rows = [{**_result_row(m._mapping), "entity": m.entity, "outcome": m.outcome} for m in conn.execute(stmt)]
+    return {"counts": counts, "rows": rows}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
+from mailchimp_provider.dashboard.queries import EmailSource
 from mailchimp_provider.warehouse.tables import WarehouseTables
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ ACTION_CONF: dict[str, dict[str, object]] = {
     "refresh": {},
 }
 """What each button puts in the DAG run's conf (the DAGs' params of the same names)."""
+CUSTOMER_EMAILS = EmailSource("customers", "customer_id", "email")
+"""The e-commerce customers' source (``sync/ecommerce/customers.py`` reads the contract's columns)."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class Sync:
     dag_id: str
     entity: str | None = None
     task_id: str | None = None
+    email_source: EmailSource | None = None
+    """Where its records' emails are read (people: members, e-commerce customers), or None."""
 
     @property
     def actions(self) -> tuple[str, ...]:
@@ -95,10 +100,12 @@ def catalogue() -> Catalogue:
         log.warning("Dashboard: the engagement pull's config cannot be read (%s); its card reads the "
                     "audience sync's tables", exc)
         engagement_tables, problem = forward, str(exc)
-    syncs = [Sync("audience", "Audience members", "audience", AUDIENCE_DAG_ID, MEMBER, "sync_members")]
+    src = audience.source
+    syncs = [Sync("audience", "Audience members", "audience", AUDIENCE_DAG_ID, MEMBER, "sync_members",
+                  EmailSource(src.sql, src.key_column, src.email_column))]
     syncs += [
         Sync(entity, f"E-commerce {PLURAL[entity].replace('_', ' ')}", "ecommerce", ECOMMERCE_DAG_ID, entity,
-             f"sync_{PLURAL[entity]}")
+             f"sync_{PLURAL[entity]}", CUSTOMER_EMAILS if entity == "customer" else None)
         for entity in ENTITIES
     ]
     syncs.append(Sync("engagement", "Engagement pull", "engagement", ENGAGEMENT_DAG_ID))

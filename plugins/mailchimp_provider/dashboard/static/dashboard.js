@@ -29,10 +29,25 @@ function el(tag, attrs = {}, ...children) {
 }
 
 async function api(path, options = {}) {
-  const response = await fetch("api/" + path, { credentials: "same-origin", ...options });
+  return request("api/" + path, options);
+}
+
+async function request(url, options = {}) {
+  const response = await fetch(url, { credentials: "same-origin", ...options });
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.detail ? String(body.detail) : `HTTP ${response.status}`);
+  if (!response.ok) {
+    const detail = Array.isArray(body.detail) ? body.detail.map(d => d.msg || JSON.stringify(d)).join("; ") : body.detail;
+    throw Object.assign(new Error(detail ? String(detail) : `HTTP ${response.status}`), { status: response.status, body });
+  }
   return body;
+}
+
+// Unpausing goes through Airflow's own REST API (PATCH /api/v2/dags/{dag_id}), signed in with the
+// same session cookie: Airflow checks the user's permission to edit the DAG and audit-logs it.
+async function unpause(dagId) {
+  await request(`${me.ui_base}/api/v2/dags/${encodeURIComponent(dagId)}?update_mask=is_paused`, {
+    method: "PATCH", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ is_paused: false }),
+  });
 }
 
 function say(text, error = false) {
@@ -91,13 +106,36 @@ function actionButtons(card) {
   }, ACTION_LABELS[action] || action)));
 }
 
+function pausedLine(card) {
+  if (!card.paused) return null;
+  return el("div", { class: "paused", "data-testid": "paused" },
+    el("b", {}, "Paused in Airflow"), ": runs wait until the DAG is unpaused. ",
+    el("button", {
+      "data-action": "unpause", disabled: !card.can_unpause,
+      title: card.can_unpause ? `Unpause ${card.dag_id} (Airflow's API, as you)` : `You may not edit ${card.dag_id}: ask someone who may to unpause it`,
+      onclick: () => unpauseCard(card),
+    }, "Unpause"));
+}
+
+async function unpauseCard(card, then = null) {
+  try {
+    await unpause(card.dag_id);
+  } catch (error) {
+    say(`Unpause ${card.dag_id}: ${error.message}`, true);
+    return;
+  }
+  say(`${card.dag_id} is unpaused.`);
+  await loadOverview().catch(error => say(error.message, true));
+  if (then) await then();
+}
+
 function renderCard(card) {
   const run = card.last_run;
   const c = card.counts || {};
   const head = el("h2", {}, el("a", { href: "#" + card.key, onclick: e => { e.preventDefault(); openSync(card.key); } }, card.title));
   const runLine = el("div", { class: "run" }, "Last run: ",
     run ? [link(run.url, when(run.run_after)), " — ", el("span", { class: "state-" + run.state, "data-testid": "run-state" }, run.state || "?")] : "none yet");
-  const node = el("article", { class: "card", "data-sync": card.key }, head, runLine);
+  const node = el("article", { class: "card", "data-sync": card.key }, head, runLine, pausedLine(card));
   if (card.kind === "engagement") {
     node.append(el("div", { class: "counts" },
       count("lists", c.lists, "", "lists"), count("campaigns", c.campaigns, "", "campaigns"),
@@ -130,11 +168,26 @@ async function trigger(card, action) {
     const result = await api(`syncs/${encodeURIComponent(card.key)}/actions/${encodeURIComponent(action)}`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: "{}",
     });
-    say(`${label}: run ${result.run.run_id} of ${result.dag_id} created` + (result.paused ? " (the DAG is paused: unpause it to run)" : "") + ".");
+    say(`${label}: run ${result.run.run_id} of ${result.dag_id} created.`);
     document.body.dataset.lastRun = result.run.run_id;
   } catch (error) {
-    say(`${label}: ${error.message}`, true);
+    if (error.status === 409 && error.body && error.body.paused) askToUnpause(card, action, label, error.body);
+    else say(`${label}: ${error.message}`, true);
   }
+}
+
+// A paused DAG's run would sit queued: say so, and offer to unpause it first (when the user may).
+function askToUnpause(card, action, label, answer) {
+  const box = document.getElementById("message");
+  const why = `${label}: ${card.dag_id} is paused in Airflow, so a run would wait until it is unpaused. `;
+  const buttons = answer.can_unpause
+    ? [el("button", { "data-testid": "unpause-and-run", onclick: () => unpauseCard(card, () => trigger(card, action)) },
+        `Unpause and ${label.toLowerCase()}`), " ",
+       el("button", { onclick: () => say("") }, "Cancel")]
+    : ["You may not unpause it: ask someone who may edit the DAG."];
+  box.replaceChildren(why, ...buttons);
+  box.className = "paused";
+  box.hidden = false;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -186,7 +239,7 @@ async function loadTab() {
       el("td", { class: "detail" }, row.error_title ? el("b", {}, row.error_title + " ") : "", row.error_detail ?? ""),
       el("td", { class: "detail" }, fieldErrors(row.field_errors)),
       el("td", {}, row.batch_id ? el("code", {}, row.batch_id) : ""),
-      el("td", {}, row.email ?? ""),
+      el("td", { "data-col": "email" }, row.email ?? ""),
       el("td", {}, row.log_url ? link(row.log_url, "log") : "")))));
   const pager = el("div", { class: "filters" },
     el("button", { disabled: state.cursors.length < 2, onclick: () => { state.cursors.pop(); loadTab(); } }, "← Previous"),
@@ -255,8 +308,51 @@ async function loadCampaigns() {
 }
 
 // ------------------------------------------------------------------------------------------------
+// one batch (a task's "Mailchimp batch" link opens #batch/<id>)
+// ------------------------------------------------------------------------------------------------
+async function loadBatch(batchId) {
+  const box = document.getElementById("batch");
+  let data;
+  try {
+    data = await api("batches/" + encodeURIComponent(batchId));
+  } catch (error) {
+    box.replaceChildren(el("h2", {}, "Mailchimp batch ", el("code", {}, batchId)), el("p", { class: "error" }, error.message));
+    return;
+  }
+  const b = data.batch;
+  const facts = [
+    ["Status", el("span", { class: "state-" + (b.status === "finished" ? "success" : b.status), "data-testid": "batch-status" }, b.status || "?")],
+    ["Operations", `${b.finished_operations ?? "?"} of ${b.total_operations ?? b.operation_count ?? "?"} finished, ${b.errored_operations ?? 0} errored`],
+    ["Task", [el("code", {}, `${b.dag_id}.${b.task_id}`), " — ", link(b.log_url, "log"), " · ", link(b.run_url, "run " + b.run_id)]],
+    ["Entity", b.entity || "—"],
+    ["Submitted", when(b.submitted_at)], ["Completed", when(b.completed_at)],
+    ["Results applied", b.applied_at ? when(b.applied_at) : "not yet"],
+  ];
+  if (b.error) facts.push(["Error", b.error]);
+  const summary = el("table", { class: "facts" }, el("tbody", {}, facts.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v)))));
+  const outcomes = [];
+  for (const [entity, byOutcome] of Object.entries(data.counts)) {
+    for (const [outcome, reasons] of Object.entries(byOutcome)) {
+      for (const [reason, n] of Object.entries(reasons)) outcomes.push(el("tr", { "data-outcome": outcome },
+        el("td", {}, entity), el("td", { class: "state-" + (outcome === "ok" ? "success" : outcome) }, outcome), el("td", {}, reason), el("td", { "data-col": "count" }, n)));
+    }
+  }
+  const counts = outcomes.length
+    ? el("table", { "data-testid": "batch-counts" }, el("thead", {}, el("tr", {}, ["Entity", "Outcome", "Reason", "Records"].map(h => el("th", {}, h)))), el("tbody", {}, outcomes))
+    : el("p", {}, "No per-record results recorded for this batch (its task keeps none, or they are not applied yet).");
+  const problems = data.rows.length ? [el("h3", {}, "Records that did not go through"), el("table", { "data-testid": "batch-records" },
+    el("thead", {}, el("tr", {}, ["Record", "Email", "Outcome", "Reason", "HTTP", "Error", "Field errors"].map(h => el("th", {}, h)))),
+    el("tbody", {}, data.rows.map(row => el("tr", { "data-record": row.record_id },
+      el("td", {}, el("code", {}, row.record_id), ` (${row.entity} ${row.operation})`), el("td", {}, row.email ?? ""),
+      el("td", {}, row.outcome), el("td", {}, row.reason ?? ""), el("td", {}, row.http_status ?? ""),
+      el("td", { class: "detail" }, row.error_title ? el("b", {}, row.error_title + " ") : "", row.error_detail ?? ""),
+      el("td", { class: "detail" }, fieldErrors(row.field_errors))))))] : [];
+  box.replaceChildren(el("h2", {}, "Mailchimp batch ", el("code", {}, b.batch_id)), summary, el("h3", {}, "Results"), counts, ...problems);
+}
+
+// ------------------------------------------------------------------------------------------------
 function show(view) {
-  for (const id of ["overview", "detail", "campaigns"]) document.getElementById(id).hidden = id !== view;
+  for (const id of ["overview", "detail", "campaigns", "batch"]) document.getElementById(id).hidden = id !== view;
   document.querySelectorAll("button.view").forEach(b => b.setAttribute("aria-pressed", String(b.dataset.view === (view === "detail" ? "overview" : view))));
   if (view === "overview") loadOverview().catch(error => say(error.message, true));
   if (view === "campaigns") loadCampaigns();
@@ -274,7 +370,10 @@ async function main() {
   const data = await loadOverview().catch(error => { say(error.message, true); return null; });
   window.__titles = Object.fromEntries((data ? data.syncs : []).map(c => [c.key, c.title]));
   const hash = location.hash.slice(1);
-  if (hash === "campaigns") show("campaigns");
+  if (hash.startsWith("batch/")) {
+    show("batch");
+    await loadBatch(decodeURIComponent(hash.slice(6)));
+  } else if (hash === "campaigns") show("campaigns");
   else if (hash && window.__titles[hash]) openSync(hash);
   document.body.dataset.ready = "true";
 }
