@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Trust the platform certificate store (machines behind a TLS-inspecting proxy need it).
 export UV_SYSTEM_CERTS ?= 1
 
-.PHONY: setup demo test test-fast bench lock lint clean stack stack-down
+.PHONY: setup demo test test-fast bench bench-compare lock lint clean stack stack-down
 
 setup: $(STAMP)
 
@@ -46,6 +46,11 @@ stack-down:
 
 bench: setup
 	$(BIN)/python -m scripts.benchmark $(BENCH_ARGS)
+
+# Side by side with the official client (per-record PUTs) and Singer's tap-mailchimp (installed into
+# .bench/tap-mailchimp at first use): scripts/bench_compare.py; sizes in BENCH_COMPARE_ARGS.
+bench-compare: setup
+	$(BIN)/python -m scripts.bench_compare $(BENCH_COMPARE_ARGS)
 
 # Re-pin requirements.txt from requirements.in (needs uv).
 lock:
