@@ -45,6 +45,9 @@ through Mailchimp batch operations.
 * **Email changes** rename the existing member (no duplicate); **erasure requests**
   (`marketing_erasure_requests`) permanently delete the member, who is never sent again.
 * **Tags** from `customer_type` and `tags`; only tags this sync added are ever removed.
+* **Customers gone from the query** are left in Mailchimp, or archived with `on_delete: archive`
+  (currently `{CONFIG.on_delete}`); a run archives at most `mass_delete.max_share` of the members
+  unless `allow_mass_delete` is set.
 * **Every record's outcome** is in `mailchimp_sync_result` (one row per record and run:
   ok / failed / skipped with reason, HTTP status, error title and detail, batch id). A record that
   fails `{CONFIG.sync.max_attempts}` runs in a row is quarantined until its source row changes.
@@ -74,6 +77,9 @@ Needs the pool `{POOL}` (slots x the hook's `max_in_flight` <= 10): `{POOL_COMMA
         "retry_failed": Param(False, type="boolean",
                               description="Send only the members whose last outcome was failed, plus the "
                                           "quarantined ones (their quarantine lifted for this run)."),
+        "allow_mass_delete": Param(False, type="boolean",
+                                   description="Archive members even when more than mass_delete.max_share of them "
+                                               "left the customers query (on_delete: archive; a broken view?)."),
         "ensure_only": Param(False, type="boolean",
                              description="Only find or create the audience and its merge fields; sync no member."),
     },

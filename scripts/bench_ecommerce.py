@@ -3,6 +3,12 @@
     python -m scripts.bench_ecommerce                      # 10k products x 3 variants, 100k orders x 3 lines
     python -m scripts.bench_ecommerce --orders 20000       # smaller
     python -m scripts.bench_ecommerce --warehouse postgresql+psycopg2://postgres@127.0.0.1:5432/test
+    python -m scripts.bench_ecommerce --carts-and-deletions   # + carts (optional tables), then deletions
+
+With ``--carts-and-deletions`` the warehouse also has carts (one per 10 orders, 2 lines each), and
+after the plain no-change rerun the script removes rows (line 3 of 1% of the orders, a variant of 1%
+of the products, 1% of the carts, one promo code), runs a sync that deletes them in Mailchimp, and
+then measures the no-change rerun again: both rerun figures come from the same invocation.
 
 Each phase runs in its own process so its peak memory (``ru_maxrss``) is its own: the emulator
 (which holds the whole store in memory) is a separate ``mailchimp-emulator`` process, the data is
@@ -33,6 +39,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from scripts.procmem import load_average, process_memory_mb
+
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "0123456789abcdef0123456789abcdef-us1"
 ENTITIES = ("customer", "product", "promo_rule", "promo_code", "order")
@@ -41,6 +49,61 @@ ENTITIES = ("customer", "product", "promo_rule", "promo_code", "order")
 # ------------------------------------------------------------------------------------------------
 # data
 # ------------------------------------------------------------------------------------------------
+CART_TABLES_SQL = (  # the README's contract extension (optional tables)
+    "CREATE TABLE carts (cart_id VARCHAR(255) PRIMARY KEY, customer_id VARCHAR(255), checkout_url TEXT, "
+    "currency_code VARCHAR(3), order_total NUMERIC(14, 2), tax_total NUMERIC(14, 2), created_at TIMESTAMP, "
+    "updated_at TIMESTAMP)",
+    "CREATE TABLE cart_lines (cart_id VARCHAR(255), line_id VARCHAR(255), product_id VARCHAR(255), "
+    "variant_id VARCHAR(255), quantity INTEGER, price NUMERIC(14, 2), PRIMARY KEY (cart_id, line_id))",
+)
+
+
+def generate_carts(url: str, *, carts: int, products: int, customers: int) -> int:
+    """The optional ``carts`` / ``cart_lines`` tables: ``carts`` carts of 2 lines each."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    with engine.begin() as conn:
+        for name in ("cart_lines", "carts"):
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+        for statement in CART_TABLES_SQL:
+            conn.exec_driver_sql(statement)
+        md = sa.MetaData()
+        md.reflect(conn, only=["carts", "cart_lines"])
+        conn.execute(md.tables["carts"].insert(), [
+            {"cart_id": f"K{i:07d}", "customer_id": f"C{i % customers:07d}",
+             "checkout_url": f"https://shop.northpeak-bench.com/cart/{i}", "currency_code": "USD",
+             "order_total": Decimal("40.98"), "tax_total": Decimal("0"), "created_at": t0, "updated_at": t0}
+            for i in range(carts)])
+        conn.execute(md.tables["cart_lines"].insert(), [
+            {"cart_id": f"K{i:07d}", "line_id": str(j + 1), "product_id": f"P{(i + j) % products:06d}",
+             "variant_id": f"P{(i + j) % products:06d}-{j}", "quantity": 1, "price": Decimal("20.49")}
+            for i in range(carts) for j in range(2)])
+    engine.dispose()
+    return carts
+
+
+def remove_rows(url: str, *, products: int, orders: int, carts: int) -> dict[str, int]:
+    """Rows that leave the source: what the deletion run takes out of Mailchimp."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    n_orders, n_products, n_carts = max(1, orders // 100), max(1, products // 100), max(1, carts // 100)
+    with engine.begin() as conn:
+        removed = {
+            "order_lines": conn.exec_driver_sql(
+                f"DELETE FROM order_lines WHERE line_id = '3' AND order_id < 'O{n_orders:08d}'").rowcount,
+            "product_variants": conn.exec_driver_sql(
+                f"DELETE FROM product_variants WHERE variant_id LIKE '%-2' AND product_id < 'P{n_products:06d}'").rowcount,
+            "cart_lines": conn.exec_driver_sql(f"DELETE FROM cart_lines WHERE cart_id < 'K{n_carts:07d}'").rowcount,
+            "carts": conn.exec_driver_sql(f"DELETE FROM carts WHERE cart_id < 'K{n_carts:07d}'").rowcount,
+            "promo_codes": conn.exec_driver_sql("DELETE FROM promo_codes WHERE promo_code_id = 'K10'").rowcount,
+        }
+    engine.dispose()
+    return removed
+
+
 def generate(url: str, *, products: int, orders: int, customers: int) -> dict[str, Any]:
     """Fill the source tables: ``products`` x 3 variants, ``orders`` x 3 lines, a few promotions."""
     import sqlalchemy as sa
@@ -113,7 +176,7 @@ def generate(url: str, *, products: int, orders: int, customers: int) -> dict[st
 # ------------------------------------------------------------------------------------------------
 # one sync run (what the DAG's tasks do, minus the scheduler)
 # ------------------------------------------------------------------------------------------------
-def sync(config_path: str, run_id: str, emulator_root: str) -> dict[str, Any]:
+def sync(config_path: str, run_id: str, emulator_root: str, entities: tuple[str, ...] = ENTITIES) -> dict[str, Any]:
     import requests
 
     from mailchimp_provider.batches.ledger import BatchLedger, BatchScope
@@ -145,7 +208,7 @@ def sync(config_path: str, run_id: str, emulator_root: str) -> dict[str, Any]:
     prepared = prepare_store(hook, db, tables, config, full_refresh=False, dry_run=False)
     per_entity: dict[str, Any] = {}
     try:
-        for entity in ENTITIES:
+        for entity in entities:
             t_entity = time.perf_counter()
             ctx = RunContext(run_id=run_id, dag_id="bench_ecommerce", task_id=f"sync_{entity}")
             engine = EcommerceSyncEngine(db, tables, RULES[entity](scope), ctx, settings)
@@ -227,6 +290,9 @@ def _print_run(title: str, result: dict[str, Any], orders: int) -> None:
     print(f"  HTTP requests       {result['http_requests']:>10,}")
     print(f"  batch operations    {result['batch_operations']:>10,}")
     print(f"  peak memory (RSS)   {result['peak_rss_mb']:>10.1f} MB")
+    if "emulator" in result:
+        print(f"  emulator memory     {result['emulator']['rss_mb']:>10.1f} MB (peak so far {result['emulator']['peak_mb']:.0f} MB)"
+              f"; load {result['load']}")
     print("  entity        seconds   records  operations       ok  failed  skipped")
     for entity, e in result["entities"].items():
         print(f"  {entity:<12}{e['seconds']:>9.2f}{e['records'] or 0:>10,}{e['operations']:>12,}{e['ok']:>9,}"
@@ -242,7 +308,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--orders", type=int, default=100_000)
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--warehouse", help="SQLAlchemy URL (default: a SQLite file in a temporary directory)")
-    parser.add_argument("--step", choices=("generate", "sync"), help=argparse.SUPPRESS)
+    parser.add_argument("--carts-and-deletions", action="store_true",
+                        help="also carts (one per 10 orders), then a run that deletes removed rows, then the rerun again")
+    parser.add_argument("--step", choices=("generate", "carts", "remove", "sync"), help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--run-id", help=argparse.SUPPRESS)
     parser.add_argument("--emulator", help=argparse.SUPPRESS)
@@ -251,15 +319,24 @@ def main(argv: list[str] | None = None) -> None:
     if args.step == "generate":
         print(json.dumps(generate(args.warehouse, products=args.products, orders=args.orders, customers=args.customers)))
         return
+    carts = args.orders // 10
+    if args.step == "carts":
+        print(json.dumps({"carts": generate_carts(args.warehouse, carts=carts, products=args.products,
+                                                  customers=args.customers)}))
+        return
+    if args.step == "remove":
+        print(json.dumps(remove_rows(args.warehouse, products=args.products, orders=args.orders, carts=carts)))
+        return
     if args.step == "sync":
+        entities = (*ENTITIES, "cart") if args.carts_and_deletions else ENTITIES
         if os.environ.get("BENCH_PROFILE"):  # write a cProfile of each sync step next to the given path
             import cProfile
 
             profiler = cProfile.Profile()
-            result = profiler.runcall(sync, args.config, args.run_id, args.emulator)
+            result = profiler.runcall(sync, args.config, args.run_id, args.emulator, entities)
             profiler.dump_stats(f"{os.environ['BENCH_PROFILE']}.{args.run_id}")
         else:
-            result = sync(args.config, args.run_id, args.emulator)
+            result = sync(args.config, args.run_id, args.emulator, entities)
         print(json.dumps(result))
         return
 
@@ -269,7 +346,8 @@ def main(argv: list[str] | None = None) -> None:
     url = args.warehouse or f"sqlite:///{workdir / 'warehouse.db'}"
     port = _free_port()
     root = f"http://127.0.0.1:{port}"
-    emulator = subprocess.Popen([sys.executable, "-m", "mailchimp_emulator.cli", "--port", str(port), "--api-key", API_KEY],
+    emulator = subprocess.Popen([sys.executable, "-m", "mailchimp_emulator.cli", "--port", str(port), "--api-key", API_KEY,
+                                 *os.environ.get("MAILCHIMP_BENCH_EMULATOR_ARGS", "").split()],  # e.g. "--pace mailchimp"
                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 30
@@ -315,10 +393,27 @@ def main(argv: list[str] | None = None) -> None:
         data = _child(["--step", "generate", "--warehouse", url, "--products", str(args.products),
                        "--orders", str(args.orders), "--customers", str(args.customers)], env)
         print(f"data generated in {data['seconds']} s: " + ", ".join(f"{k} {v:,}" for k, v in data["counts"].items()))
-        first = _child(["--step", "sync", "--config", str(config), "--run-id", "bench_first", "--emulator", root], env)
-        _print_run("first run (initial backfill)", first, args.orders)
-        rerun = _child(["--step", "sync", "--config", str(config), "--run-id", "bench_rerun", "--emulator", root], env)
-        _print_run("no-change rerun", rerun, args.orders)
+        sizes = ["--warehouse", url, "--products", str(args.products), "--orders", str(args.orders),
+                 "--customers", str(args.customers)]
+        extra = ["--carts-and-deletions"] if args.carts_and_deletions else []
+        if args.carts_and_deletions:
+            print(f"carts: {_child(['--step', 'carts', *sizes], env)['carts']:,} (2 lines each)")
+
+        def run(run_id: str, title: str) -> dict[str, Any]:
+            result = _child(["--step", "sync", "--config", str(config), "--run-id", run_id, "--emulator", root, *extra], env)
+            result.update(emulator=process_memory_mb(emulator.pid), load=load_average())
+            _print_run(title, result, args.orders)
+            return result
+
+        first = run("bench_first", "first run (initial backfill)")
+        rerun = run("bench_rerun", "no-change rerun")
+        if args.carts_and_deletions:
+            removed = _child(["--step", "remove", *sizes], env)
+            print("\nremoved from the warehouse: " + ", ".join(f"{k} {v:,}" for k, v in removed.items()))
+            run("bench_deletions", "deletion run (the removed rows are deleted in Mailchimp)")
+            after = run("bench_rerun_after_deletions", "no-change rerun with carts and deletions present")
+            print(f"\nno-change rerun: {rerun['wall_seconds']:.1f} s before the deletions, "
+                  f"{after['wall_seconds']:.1f} s after ({after['batch_operations']} operations)")
         order_seconds = first["entities"]["order"]["seconds"]
         print("\ntargets:")
         print(f"  {args.orders:,} orders under 60 s:        {order_seconds:.1f} s "

@@ -376,6 +376,25 @@ class SyncTuning:
 
 
 @dataclass(frozen=True)
+class MassDeleteSpec:
+    """The guard against an extraction that suddenly returns (almost) nothing: a run removes (deletes
+    or archives) at most ``max_share`` of an entity's records in Mailchimp unless its param
+    ``allow_mass_delete`` is set. Fewer than ``min_records`` removals pass, unless they are every
+    record. Shared by both syncs (``sync/deletions.py``)."""
+
+    max_share: float = 0.10
+    min_records: int = 10
+
+    def validate(self) -> list[tuple[str, str]]:
+        problems = []
+        if not 0 <= self.max_share <= 1:
+            problems.append(("max_share", f"{self.max_share} is not a share between 0 and 1"))
+        if self.min_records < 0:
+            problems.append(("min_records", "must not be negative"))
+        return problems
+
+
+@dataclass(frozen=True)
 class AudienceSyncConfig:
     """``include/audience_sync.yaml``."""
 
@@ -386,6 +405,10 @@ class AudienceSyncConfig:
     consent: ConsentSpec = field(default_factory=ConsentSpec)
     source: SourceSpec = field(default_factory=SourceSpec)
     erasure: ErasureSpec = field(default_factory=ErasureSpec)
+    on_delete: Literal["ignore", "archive"] = "ignore"
+    """A member whose customer row left the source query: ``archive`` archives it in Mailchimp
+    (``DELETE /lists/{id}/members/{hash}``); ``ignore`` (the default) leaves it."""
+    mass_delete: MassDeleteSpec = field(default_factory=MassDeleteSpec)
     sync: SyncTuning = field(default_factory=SyncTuning)
     warehouse_conn_id: str = "warehouse_default"
     mailchimp_conn_id: str = "mailchimp_default"

@@ -102,7 +102,6 @@ class MailchimpEcommerceSyncOperator(MailchimpSyncOperator):
         from mailchimp_provider.sync.ecommerce import RULES, CommerceScope, EcommerceSyncEngine
 
         rules = RULES[self.entity](CommerceScope(config.store.id, config, config.consent()))
-        run.data["allow_mass_delete"] = flag(self.param(context, "allow_mass_delete", None, False))
         return EcommerceSyncEngine(db, tables, rules, run, settings)
 
     # -- the lifecycle's hooks -----------------------------------------------------------------------

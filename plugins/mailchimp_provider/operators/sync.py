@@ -108,6 +108,8 @@ class MailchimpSyncOperator(MailchimpBatchLifecycleOperator):
             dry_run=flag(self.param(context, "dry_run", self.dry_run, False)),
             retry_archived=flag(self.param(context, "retry_archived", self.retry_archived, False)),
             retry_failed=flag(self.param(context, "retry_failed", None, False)),
+            # the mass-delete guard of both syncs (sync/deletions.py) reads it
+            data={"allow_mass_delete": flag(self.param(context, "allow_mass_delete", None, False))},
         )
 
     def sync_engine(self, context: "Context") -> "SyncEngine":

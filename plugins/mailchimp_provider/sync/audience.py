@@ -30,6 +30,13 @@ Per customer row (``include/sql/customers.sql``), in this order:
 7. **Tags.** ``customer_type`` and ``tags`` become tags. New members get them in the PUT body; later
    changes go through ``POST .../tags`` once the member write is confirmed, adding and removing only
    tags this sync manages (``sync_state.tags_managed``): tags marketers add are left alone.
+8. **Gone from the source** (``on_delete: archive``; default ``ignore``): a member this sync wrote
+   whose customer row the query no longer returns is archived (``DELETE /lists/{id}/members/{hash}``
+   archives a contact: Mailchimp's "Archive list member"; it keeps its history and can be re-added).
+   Found and guarded like the e-commerce deletions (``sync/deletions.py``): at most
+   ``mass_delete.max_share`` of the members per run unless ``allow_mass_delete``; a dry run lists
+   them. Someone with an erasure request is erased instead. If the row comes back, the member stays
+   archived (``archived_in_mailchimp``) until a run with ``retry_archived``.
 
 Change detection hashes the member *content* (email, merge fields, consent flags, list), not the
 operation, so a confirmed unsubscribe or email change does not look like a change next time.
@@ -76,9 +83,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENTITY = "member"
-STEP_UPSERT, STEP_TAGS, STEP_UNSUBSCRIBE, STEP_ERASE = "u", "t", "x", "d"
-OPERATION_NAMES = {STEP_UPSERT: "upsert", STEP_TAGS: "tags", STEP_UNSUBSCRIBE: "unsubscribe", STEP_ERASE: "erase"}
+STEP_UPSERT, STEP_TAGS, STEP_UNSUBSCRIBE, STEP_ERASE, STEP_ARCHIVE = "u", "t", "x", "d", "a"
+OPERATION_NAMES = {STEP_UPSERT: "upsert", STEP_TAGS: "tags", STEP_UNSUBSCRIBE: "unsubscribe", STEP_ERASE: "erase",
+                   STEP_ARCHIVE: "archive"}
 ERASED = "erased"
+ARCHIVED = "archived"
 MAX_CUSTOMER_ID = 50
 MARKETABLE = ("subscribed", "pending")
 NEVER_RAISED = ("unsubscribed", "cleaned")
@@ -328,13 +337,45 @@ class AudienceRules(EntityRules):
         for record_id in ctx.data.get("erase_by_customer", {}):
             targets.setdefault(record_id, set())
         candidates = [r for r in targets if (wanted is None and r not in seen) or (wanted is not None and r in wanted)]
-        if not candidates:
-            return
-        states = engine.load_states(candidates)
-        for record_id in sorted(candidates):
-            yield self._plan_erasure(record_id, targets[record_id], states.get(record_id), ctx)
+        if candidates:
+            states = engine.load_states(candidates)
+            for record_id in sorted(candidates):
+                yield self._plan_erasure(record_id, targets[record_id], states.get(record_id), ctx)
         if wanted is None:
             seen.clear()
+        if self.config.on_delete == "archive":
+            yield from self._plan_archive(engine, ctx, record_ids, set(targets))
+
+    def _plan_archive(
+        self, engine: "SyncEngine", ctx: RunContext, record_ids: Sequence[str] | None, erasing: set[str]
+    ) -> Iterator[RecordPlan]:
+        """Archive the members whose customer row left the source query (``on_delete: archive``),
+        under the mass-delete guard; people with an erasure request are erased instead."""
+        from mailchimp_provider.sync.deletions import gone_ids, held_count, mass_delete_refusal
+
+        skip = (ERASED, ARCHIVED)
+        gone = [r for r in gone_ids(engine, self, record_ids, skip_statuses=skip) if r not in erasing]
+        if not gone:
+            return
+        refused = None
+        if record_ids is None:
+            refused = mass_delete_refusal(ctx, self.config.mass_delete, "members", len(gone),
+                                          held_count(engine, ENTITY, skip_statuses=skip), verb="archived")
+        states = engine.load_states(gone)
+        for record_id in gone:
+            state = states.get(record_id)
+            if state is None or not state.mailchimp_id:
+                continue
+            if refused:
+                yield RecordPlan(record_id, skips=[Skip(record_id, "mass_delete_refused", refused, "archive")])
+                continue
+            op = PlannedOp(record_id, STEP_ARCHIVE, "archive", "DELETE",
+                           api_path("lists", self.list_id, "members", state.mailchimp_id), None,
+                           payload_hash(["archive", state.mailchimp_id]), "archive",
+                           status_decision="archived",
+                           detail=f"customer {record_id} ({state.email or state.mailchimp_id}) is no longer in the "
+                                  f"{self.sql_name} query")
+            yield RecordPlan(record_id, ops=[op])
 
     def _plan_row(
         self,
@@ -626,6 +667,8 @@ class AudienceRules(EntityRules):
         step = ref.step
         if step.startswith(STEP_ERASE):
             return self._interpret_erase(op, ref, result)
+        if step == STEP_ARCHIVE:
+            return self._interpret_archive(result)
         if step == STEP_UNSUBSCRIBE:
             return self._interpret_unsubscribe(op, result)
         if step == STEP_TAGS:
@@ -701,6 +744,22 @@ class AudienceRules(EntityRules):
             return Outcome(OUTCOME_OK, "not_in_audience", state={"status": None, "mailchimp_id": None},
                            extra={"opt_in": False, "no_marketing": True},
                            status_decision="nothing to unsubscribe: not in the audience", follow_up=False)
+        return Outcome(OUTCOME_FAILED, failure_reason(result))
+
+    def _interpret_archive(self, result: "OperationResult") -> Outcome:
+        """Archived (204): the member stays known as archived, with no confirmed payload, so a
+        customer row that comes back is planned and then skipped ``archived_in_mailchimp`` until a
+        run with ``retry_archived``. 404: not in the audience (any more): nothing to archive. 405
+        (bounced, pending or already archived, facts §3): refused for good, not retried."""
+        if result.ok:
+            return Outcome(OUTCOME_OK, "archive", state={"status": ARCHIVED, "payload_hash": None},
+                           status_decision="archived", follow_up=False)
+        if result.status_code == 404:
+            return Outcome(OUTCOME_OK, "not_in_audience", state={"status": None, "mailchimp_id": None, "payload_hash": None},
+                           status_decision="nothing to archive: not in the audience", follow_up=False)
+        if result.status_code == 405:  # "Can not archive a contact that is bounced, pending or archived"
+            return Outcome(OUTCOME_SKIPPED, "cannot_archive", terminal=True,
+                           status_decision="left as it is (Mailchimp cannot archive a bounced, pending or archived contact)")
         return Outcome(OUTCOME_FAILED, failure_reason(result))
 
     def _interpret_erase(self, op: PlannedOp | None, ref: OpRef, result: "OperationResult") -> Outcome:

@@ -487,6 +487,8 @@ class SyncEngine:
         self.settings = settings or SyncSettings()
         self.entity = rules.entity
         self._prepared = False
+        self.pass_no = 0
+        """Planning passes started in this process (rules may decide things once per pass)."""
         self._duplicate_ids: dict[str, str] = {}
         """Ids on several source rows -> the detail of their ``duplicate_id`` skip."""
         self._generator: Iterator[list[PlannedOp]] | None = None
@@ -611,6 +613,7 @@ class SyncEngine:
 
     # -- which records the next pass re-plans -------------------------------------------------
     def _start_pass(self) -> None:
+        self.pass_no += 1
         self._sent = set()
         self._finished, self._follow_up = set(), set()
 
@@ -976,7 +979,7 @@ class SyncEngine:
             result_rows.append(
                 self._result_row(
                     ref.record_id,
-                    op.operation if op else self._operation_name(ref.step),
+                    op.operation if op else self._operation_name(ref),
                     outcome.outcome,
                     outcome.reason,
                     status_decision=outcome.status_decision or (op.status_decision if op else None),
@@ -1010,9 +1013,14 @@ class SyncEngine:
                 found.update(r[0] for r in conn.execute(stmt, {"ids": part}) if r[0])
         return found
 
-    def _operation_name(self, step: str) -> str:
+    def _operation_name(self, ref: OpRef) -> str:
+        """The result row's operation when the plan could not be reproduced: the rules'
+        ``operation_name(ref)`` if they have one (one row per child write), else by step."""
+        name_of = getattr(self.rules, "operation_name", None)
+        if name_of is not None:
+            return str(name_of(ref))
         names = getattr(self.rules, "operation_names", {}) or {}
-        return names.get(step, step)
+        return names.get(ref.step, ref.step)
 
     def _replan(self, record_ids: set[str], states: dict[str, StateRow]) -> dict[str, PlannedOp]:
         """Plan some records again to recover their operations' context after a restart."""

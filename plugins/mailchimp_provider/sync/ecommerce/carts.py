@@ -14,6 +14,10 @@
   names it in the optional ``orders.cart_id``. A bought cart never sent is simply not sent.
 * **A cart whose customer changed** cannot be PATCHed to its new customer; it is skipped with
   reason ``cart_customer_changed`` (give the new customer's cart a new id).
+* **A cart whose customer's email changed** references the customer's new Mailchimp id (the
+  mapping kept by ``customers.py``). A cart already in Mailchimp under the old id is *moved*: the
+  PATCH body has no customer id, so it is deleted (step ``m``) and, in the next pass of the same
+  run, created again under the new id; the old customer is left with no cart to remind anyone of.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import sqlalchemy as sa
 
+from mailchimp_provider.sync.ecommerce.customers import mailchimp_customer_ids
 from mailchimp_provider.sync.ecommerce.payloads import RejectedRecord, cart_payload, text_or_none
 from mailchimp_provider.sync.ecommerce.rules import (
+    OPERATION_NAMES,
     Candidate,
     LineItemRules,
     load_states_for,
@@ -32,7 +38,17 @@ from mailchimp_provider.sync.ecommerce.rules import (
     why_not_sent,
 )
 from mailchimp_provider.sync.ecommerce.store import store_path
-from mailchimp_provider.sync.engine import OUTCOME_OK, OpRef, Outcome, PlannedOp, RecordPlan, RunContext, Skip, StateRow
+from mailchimp_provider.sync.engine import (
+    OUTCOME_OK,
+    OpRef,
+    Outcome,
+    PlannedOp,
+    RecordPlan,
+    RunContext,
+    Skip,
+    StateRow,
+    payload_hash,
+)
 from mailchimp_provider.warehouse.optional_inputs import absent_optional_columns, absent_optional_tables
 
 if TYPE_CHECKING:
@@ -40,6 +56,8 @@ if TYPE_CHECKING:
     from mailchimp_provider.sync.engine import SyncEngine
 
 log = logging.getLogger(__name__)
+STEP_MOVE = "m"
+"""The DELETE of a cart that must be created again under its customer's new Mailchimp id."""
 
 
 class CartRules(LineItemRules):
@@ -51,6 +69,9 @@ class CartRules(LineItemRules):
     children = (("cart_lines", "_lines"),)
     unhashed_columns = frozenset({"created_at", "updated_at"})
     optional_queries = ("carts", "cart_lines")
+    replan_after_steps = frozenset({STEP_MOVE})
+    """A confirmed move (the delete) is followed by the create in the next pass (``EcommerceSyncEngine``)."""
+    operation_names = {**OPERATION_NAMES, STEP_MOVE: "delete"}
     """The queries whose tables may be absent: then the entity is off (see :meth:`source_absent`)."""
 
     def collection_path(self, row: Any) -> str:
@@ -89,16 +110,40 @@ class CartRules(LineItemRules):
                 yield self.removal(record_id, state, "delete", "an order was bought from this cart (orders.cart_id)")
             else:
                 yield RecordPlan(record_id, unchanged=True)  # bought before it was ever sent: nothing to do
+        moved = self._customer_moved(engine, rest, states)
+        if moved:
+            rest = [r for r in rest if str(r[self.key_column]) not in moved]
+            yield from self.plan_changed(engine, [Candidate(r, str(r[self.key_column]), states.get(str(r[self.key_column])),
+                                                            self.source_hash(r)) for r in moved.values()], ctx)
         if rest:
             yield from super().plan(engine, rest, states, ctx)
 
+    def _customer_moved(self, engine: "SyncEngine", rows: list[dict[str, Any]],
+                        states: dict[str, StateRow]) -> dict[str, dict[str, Any]]:
+        """Rows of carts in Mailchimp whose customer now has another Mailchimp id (its email changed):
+        planned in full even when the cart's own row did not change."""
+        held = {rid: s.extra.get("customer_ref") or s.extra.get("customer_id")
+                for rid, s in states.items() if self.in_mailchimp(s)}
+        if not held:
+            return {}
+        mapped = mailchimp_customer_ids(engine, {str(r.get("customer_id")) for r in rows if r.get("customer_id") is not None})
+        out: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            record_id, customer_id = str(row[self.key_column]), text_or_none(row.get("customer_id"))
+            now = mapped.get(customer_id or "")
+            if record_id in held and now is not None and held[record_id] != now:
+                out[record_id] = row
+        return out
+
     def plan_changed(self, engine: "SyncEngine", items: list[Candidate], ctx: RunContext) -> Iterator[RecordPlan]:
         customer_ids, customers, products, planned_products = self.line_dependencies(engine, items, ctx)
+        mapped = mailchimp_customer_ids(engine, customer_ids)  # the customer's current id (email changes)
         for item in items:
             row, record_id, state = item.row, item.record_id, item.state
             customer_id = text_or_none(row.get("customer_id"))
+            ref = mapped.get(customer_id or "", customer_id)
             try:
-                body = cart_payload(row, row.get("_lines") or [], customer={"id": customer_id})
+                body = cart_payload(row, row.get("_lines") or [], customer={"id": ref})
             except RejectedRecord as error:
                 yield RecordPlan(record_id, skips=[rejected_skip(record_id, error)])
                 continue
@@ -119,13 +164,26 @@ class CartRules(LineItemRules):
             if missing:
                 yield RecordPlan(record_id, skips=[Skip(record_id, "product_not_synced", f"cart {record_id}: {missing}")])
                 continue
-            yield self.write(item, body, ctx, extra={"customer_id": customer_id},
+            held = (state.extra.get("customer_ref") or previous) if state is not None and previous is not None else None
+            if held is not None and held != ref:
+                assert state is not None
+                yield RecordPlan(record_id, ops=[PlannedOp(
+                    record_id, STEP_MOVE, "delete", "DELETE", self.item_path(row, record_id), None,
+                    payload_hash(["move", ref]), "delete",
+                    detail=f"cart {record_id}: its customer's email changed; deleted under Mailchimp customer {held} "
+                           f"and created again under {ref}")])
+                continue
+            yield self.write(item, body, ctx, extra={"customer_id": customer_id, "customer_ref": ref},
                              detail=f"{len(body['lines'])} line(s), {body['order_total']} {body['currency_code']}")
 
     def interpret(self, op: PlannedOp | None, ref: OpRef, result: "OperationResult", state: StateRow | None) -> Outcome:
-        outcome = super().interpret(op, ref, result, state)
-        if outcome.outcome == OUTCOME_OK and ref.step == "d":
-            outcome.extra["customer_id"] = None
+        if ref.step == STEP_MOVE:  # a delete, after which the next pass creates the cart again
+            outcome = self.interpret_delete(ref, result)
+            outcome.follow_up = True
+        else:
+            outcome = super().interpret(op, ref, result, state)
+        if outcome.state.get("mailchimp_id", "") is None and ref.step in ("d", STEP_MOVE):
+            outcome.extra.update({"customer_id": None, "customer_ref": None})
         return outcome
 
 

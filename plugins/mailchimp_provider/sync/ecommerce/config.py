@@ -20,6 +20,7 @@ from typing import Any, Literal
 from mailchimp_provider.config import (
     AudienceSyncConfig,
     ConsentSpec,
+    MassDeleteSpec,
     SyncTuning,
     load_audience_config,
     load_config,
@@ -102,33 +103,21 @@ class OnDeleteSpec:
     """What happens in Mailchimp to a record Mailchimp holds once its row leaves the source query.
 
     ``delete`` deletes it; ``ignore`` leaves it. Customers and orders are kept by default: a customer row can vanish from a view for many
-    reasons, and a deleted order takes its revenue out of Mailchimp's reports.
+    reasons, and a deleted order takes its revenue out of Mailchimp's reports. ``variant`` and
+    ``order_line`` are the children of a product or order that still exists: a variant row that left
+    ``product_variants`` is deleted (``DELETE .../products/{id}/variants/{variant_id}``), an order
+    line that left ``order_lines`` too (``DELETE .../orders/{id}/lines/{line_id}``), after the
+    product or order is sent without it.
     """
 
     customer: OnDelete = "ignore"
     product: OnDelete = "delete"
+    variant: OnDelete = "delete"
     promo_rule: OnDelete = "delete"
     promo_code: OnDelete = "delete"
     order: OnDelete = "ignore"
+    order_line: OnDelete = "delete"
     cart: OnDelete = "delete"
-
-
-@dataclass(frozen=True)
-class MassDeleteSpec:
-    """The guard against an extraction that suddenly returns (almost) nothing: a run deletes at
-    most ``max_share`` of an entity's records in Mailchimp unless its param ``allow_mass_delete``
-    is set. Fewer than ``min_records`` deletions pass, unless they are every record."""
-
-    max_share: float = 0.10
-    min_records: int = 10
-
-    def validate(self) -> list[tuple[str, str]]:
-        problems = []
-        if not 0 <= self.max_share <= 1:
-            problems.append(("max_share", f"{self.max_share} is not a share between 0 and 1"))
-        if self.min_records < 0:
-            problems.append(("min_records", "must not be negative"))
-        return problems
 
 
 @dataclass(frozen=True)

@@ -82,14 +82,23 @@ class EcommerceSyncEngine(SyncEngine):
         return set(self._unconfirmed)
 
     def apply_results(self, batch_id: str | None, results: Iterable["OperationResult"]) -> Any:
+        again = getattr(self.rules, "replan_after_steps", frozenset())  # e.g. a cart moved: deleted, then created
+
         def watched() -> Iterator["OperationResult"]:
             for result in results:
                 ref = OpRef.parse(result.operation_id)
-                if ref is not None and result.ok:
+                if ref is not None and (result.ok or result.status_code == 404) and ref.step in again:
+                    self._unconfirmed.add(ref.record_id)
+                elif ref is not None and result.ok:
                     self._unconfirmed.discard(ref.record_id)
                 yield result
 
-        return super().apply_results(batch_id, watched())
+        counts = super().apply_results(batch_id, watched())
+        waiting = getattr(self.rules, "awaiting_children", None)
+        if waiting:  # confirmed updates that left children to delete: those go out in the next pass
+            self._unconfirmed.update(waiting)
+            waiting.clear()
+        return counts
 
     def source_chunks(self) -> Iterator[list[dict[str, Any]]]:
         if self._absent:

@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from mailchimp_provider.sync.audience import normalise_email
 from mailchimp_provider.sync.consent import blocked_emails
+from mailchimp_provider.sync.ecommerce.customers import mailchimp_customer_ids
 from mailchimp_provider.sync.ecommerce.payloads import RejectedRecord, order_customer_payload, order_payload, text_or_none
 from mailchimp_provider.sync.ecommerce.rules import (
     Candidate,
+    ChildKind,
     CommerceScope,
     LineItemRules,
     load_states_for,
@@ -42,6 +44,8 @@ class OrderRules(LineItemRules):
     sql_name = "orders"
     key_column = "order_id"
     children = (("order_lines", "_lines"), ("order_promos", "_promos"))
+    child_kind = ChildKind("order_line", "lines", "dl", "delete_line", "line")
+    """A line gone from ``order_lines``: the order is PATCHed without it, then the line deleted."""
     unhashed_columns = frozenset({"cart_id"})
 
     def __init__(self, scope: CommerceScope) -> None:
@@ -73,13 +77,14 @@ class OrderRules(LineItemRules):
     def plan_changed(self, engine: "SyncEngine", items: list[Candidate], ctx: RunContext) -> Iterator[RecordPlan]:
         customer_ids, customers, products, planned_products = self.line_dependencies(engine, items, ctx)
         known_customers = source_ids(engine, "customers", "customer_id", [c for c in customer_ids if c not in customers])
+        mapped = mailchimp_customer_ids(engine, customer_ids)  # the customer's current id (email changes)
         maps = self.config.status_maps
         for item in items:
             row, record_id = item.row, item.record_id
             customer_id = text_or_none(row.get("customer_id"))
             try:
                 body = order_payload(row, row.get("_lines") or [], row.get("_promos") or [],
-                                     customer={"id": customer_id}, status_maps=maps)
+                                     customer={"id": mapped.get(customer_id or "", customer_id)}, status_maps=maps)
             except RejectedRecord as error:
                 yield RecordPlan(record_id, skips=[rejected_skip(record_id, error)])
                 continue

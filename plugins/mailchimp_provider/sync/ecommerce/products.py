@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterator, Mapping, Any
 
 from mailchimp_provider.sync.ecommerce.payloads import RejectedRecord, product_payload
-from mailchimp_provider.sync.ecommerce.rules import Candidate, CommerceRules, rejected_skip
+from mailchimp_provider.sync.ecommerce.rules import Candidate, ChildKind, CommerceRules, rejected_skip
 from mailchimp_provider.sync.ecommerce.store import store_path
 from mailchimp_provider.sync.engine import RecordPlan, RunContext
 
@@ -20,6 +20,8 @@ class ProductRules(CommerceRules):
     sql_name = "products"
     key_column = "product_id"
     children = (("product_variants", "_variants"),)
+    child_kind = ChildKind("variant", "variants", "dv", "delete_variant", "variant")
+    """A variant row gone from ``product_variants`` is deleted once the product's PATCH is confirmed."""
     unhashed_columns = frozenset({"created_at", "updated_at"})
 
     def collection_path(self, row: Mapping[str, Any]) -> str:

@@ -67,6 +67,7 @@ from mailchimp_provider.sync.engine import (
     failure_reason,
     payload_hash,
 )
+from mailchimp_provider.sync.deletions import gone_ids, held_count, mass_delete_refusal
 from mailchimp_provider.sync.paths import path_segment
 
 if TYPE_CHECKING:
@@ -94,6 +95,38 @@ def record_key(value: Any) -> str:
 def rejected_skip(record_id: str, error: RejectedRecord) -> Skip:
     """A bad row: reason ``invalid: <field>`` (groupable), detail names the record and the field."""
     return Skip(record_id, f"invalid: {error.field_kind}", str(error))
+
+
+@dataclass(frozen=True)
+class ChildKind:
+    """Children of a record that Mailchimp keeps when the record is updated without them.
+
+    A product PATCH adds or updates the variants it names and keeps the others; so does an order
+    PATCH with its lines (Mailchimp's WooCommerce plugin PATCHes the order, then deletes each line
+    of the answer it no longer has: ``updateStoreOrder`` in mailchimp/mc-woocommerce
+    ``includes/api/class-mailchimp-api.php``). A child whose row left the source is therefore
+    deleted on its own (``DELETE <record>/<segment>/<child id>``), after the record's update is
+    confirmed, so the record never has none (a product needs one variant, an order one line).
+    """
+
+    policy: str
+    """The ``on_delete`` key (``variant``, ``order_line``)."""
+    segment: str
+    """The body field and path segment (``variants``, ``lines``); also the ``extra`` key of the ids sent."""
+    step: str
+    """The operation-id step of a child delete."""
+    operation: str
+    """``sync_result.operation`` prefix: ``<operation>:<hash>`` names one child's delete."""
+    what: str
+    """A child in words (``variant``, ``line``)."""
+
+    @property
+    def lost_key(self) -> str:
+        """``sync_state.extra`` key of the children Mailchimp still holds and the source no longer has."""
+        return f"lost_{self.segment}"
+
+    def child_hash(self, child_id: str) -> str:
+        return payload_hash([self.what, child_id])
 
 
 @dataclass(frozen=True)
@@ -125,6 +158,8 @@ class CommerceRules(EntityRules):
     """Source columns no payload uses: changing them is not a change."""
     children: tuple[tuple[str, str], ...] = ()
     """``(query name, row attribute)`` of child rows merged into each record (variants, lines...)."""
+    child_kind: ChildKind | None = None
+    """Children deleted on their own when their rows leave the source (see :class:`ChildKind`)."""
 
     def __init__(self, scope: CommerceScope) -> None:
         self.scope = scope
@@ -132,6 +167,9 @@ class CommerceRules(EntityRules):
         self.config = scope.config
         self._fingerprint = payload_hash([RULES_VERSION, self.entity, self.fingerprint_parts()])
         self._positions: dict[tuple[str, ...], int | tuple[int, ...]] = {}
+        self._engine: "SyncEngine | None" = None
+        self.awaiting_children: set[str] = set()
+        """Records whose confirmed update left children to delete (the engine plans them again)."""
 
     def fingerprint_parts(self) -> Any:
         """Config that shapes this entity's payloads (a change resends, through the payload hash)."""
@@ -179,12 +217,13 @@ class CommerceRules(EntityRules):
     def plan(self, engine: "SyncEngine", rows: list[dict[str, Any]], states: dict[str, StateRow],
              ctx: RunContext) -> Iterator[RecordPlan]:
         changed: list[Candidate] = []
+        lost_key = self.child_kind.lost_key if self.child_kind is not None else ""
         for row in rows:
             record_id = record_key(row.get(self.key_column))
             state = states.get(record_id)
             source = self.source_hash(row)
             if (not ctx.full_refresh and state is not None and state.mailchimp_id and state.payload_hash
-                    and state.extra.get("source_hash") == source):
+                    and state.extra.get("source_hash") == source and not state.extra.get(lost_key)):
                 yield RecordPlan(record_id, unchanged=True)
             else:
                 changed.append(Candidate(row, record_id, state, source))
@@ -214,9 +253,22 @@ class CommerceRules(EntityRules):
         row, record_id, state = item.row, item.record_id, item.state
         hash_ = payload_hash(body if hashed is None else hashed)
         exists = self.in_mailchimp(state)
+        kind = self.child_kind
+        extra = dict(extra or {})
+        lost: list[str] = []
+        if kind is not None:
+            current = [str(child["id"]) for child in body.get(kind.segment) or []]
+            extra.setdefault(kind.segment, current)
+            if exists and state is not None and self.child_policy() == "delete":
+                held = set(state.extra.get(kind.segment) or []) | set(state.extra.get(kind.lost_key) or [])
+                lost = sorted(held - set(current))
         if exists and state is not None and state.payload_hash == hash_ and not ctx.full_refresh:
+            if lost:  # the record is as sent; children it lost wait for their delete
+                return self.child_removals(record_id, state, lost, ctx)
             return RecordPlan(record_id, unchanged=True)
-        context = {"extra": {**(extra or {}), "source_hash": item.source_hash}}
+        if kind is not None:
+            extra[kind.lost_key] = lost or None
+        context = {"extra": {**extra, "source_hash": item.source_hash}}
         if self.upsert_with_put:
             op = PlannedOp(record_id, STEP_UPSERT, "upsert", "PUT", self.item_path(row, record_id), body, hash_,
                            "update" if exists else "create", status_decision=status_decision, detail=detail, context=context)
@@ -226,11 +278,113 @@ class CommerceRules(EntityRules):
         else:
             op = PlannedOp(record_id, STEP_CREATE, "create", "POST", self.collection_path(row), body, hash_,
                            "create", status_decision=status_decision, detail=detail, context=context)
-        return RecordPlan(record_id, ops=[op])
+        plan = RecordPlan(record_id, ops=[op])
+        if lost and ctx.dry_run and state is not None:
+            # a real run deletes them in the next pass, once the update is confirmed; the plan shows them now
+            extra_plan = self.child_removals(record_id, state, lost, ctx)
+            plan.ops.extend(extra_plan.ops)
+            plan.skips.extend(extra_plan.skips)
+        return plan
 
     def update_body(self, body: dict[str, Any]) -> dict[str, Any]:
         """The PATCH body of a changed record (default: the create body; carts drop what PATCH lacks)."""
         return body
+
+    # -- children whose rows left the source (config ``on_delete.variant`` / ``order_line``) -----------
+    def child_policy(self) -> str:
+        kind = self.child_kind
+        return getattr(self.config.on_delete, kind.policy, "ignore") if kind is not None else "ignore"
+
+    def child_removals(self, record_id: str, state: StateRow, lost: Sequence[str], ctx: RunContext) -> RecordPlan:
+        """One DELETE per child Mailchimp holds that the record's source rows no longer have, or one
+        ``mass_delete_refused`` skip each when the guard refuses this run's child deletes."""
+        kind = self.child_kind
+        assert kind is not None
+        plan = RecordPlan(record_id)
+        refused = self.child_refusal(ctx)
+        base = self.delete_path(record_id, state)
+        for child_id in lost:
+            hash_ = kind.child_hash(child_id)
+            operation = f"{kind.operation}:{hash_}"
+            detail = (f"{kind.what} {child_id} of {self.entity} {record_id}: its row is no longer in "
+                      f"{self.children[0][0]}")
+            if refused:
+                plan.skips.append(Skip(record_id, "mass_delete_refused", f"{detail}; {refused}", operation))
+                continue
+            plan.ops.append(PlannedOp(record_id, kind.step, operation, "DELETE",
+                                      f"{base}/{kind.segment}/{path_segment(child_id)}", None, hash_, "delete",
+                                      detail=detail, context={"child": child_id}))
+        return plan
+
+    def child_refusal(self, ctx: RunContext) -> str | None:
+        """The mass-delete guard for children, decided once per planning pass: the children
+        awaiting deletion (recorded in the bookkeeping by confirmed updates) against the children
+        Mailchimp holds (the child query's rows plus those awaiting deletion)."""
+        if ctx.data.get("allow_mass_delete"):
+            return None
+        engine = self._engine
+        assert engine is not None, "prepare() runs before planning"
+        key = (self.entity, engine.pass_no)
+        cache = ctx.data.setdefault("_child_guard", {})
+        if key not in cache:
+            from mailchimp_provider.sync.engine import source_sql
+
+            kind = self.child_kind
+            assert kind is not None
+            t = engine.tables.sync_state
+            pending = 0
+            stmt = sa.select(t.c.extra).where(
+                t.c.entity == self.entity, t.c.mailchimp_id.is_not(None),
+                sa.cast(t.c.extra, sa.Text).like(f'%"{kind.lost_key}":[%'))
+            count = sa.text(f"SELECT count(*) FROM ({source_sql(self.children[0][0], engine.db)}) src")
+            with engine.db.connect() as conn:
+                for (extra,) in conn.execute(stmt):
+                    value = (json.loads(extra) if isinstance(extra, str) else extra or {}).get(kind.lost_key)
+                    pending += len(value) if isinstance(value, list) else 0
+                held = int(conn.execute(count).scalar() or 0) + pending
+            cache[key] = mass_delete_refusal(ctx, self.config.mass_delete, f"{self.entity} {kind.segment}",
+                                             pending, held)
+        return cache[key]
+
+    def prepare(self, engine: "SyncEngine", ctx: RunContext) -> None:
+        super().prepare(engine, ctx)
+        self._engine = engine
+
+    def operation_name(self, ref: OpRef) -> str:
+        """``sync_result.operation`` of a result whose operation could not be re-planned."""
+        kind = self.child_kind
+        if kind is not None and ref.step == kind.step:
+            return f"{kind.operation}:{ref.payload_hash}"
+        return self.operation_names.get(ref.step, ref.step)
+
+    def interpret_child_delete(self, op: PlannedOp | None, ref: OpRef, result: "OperationResult",
+                               state: StateRow | None) -> Outcome:
+        """A confirmed child delete (or 404: already gone) takes the child off the record's list of
+        children awaiting deletion; the record itself is untouched."""
+        kind = self.child_kind
+        assert kind is not None
+        lost = list((state.extra.get(kind.lost_key) if state is not None else None) or [])
+        child = op.context.get("child") if op is not None else next(
+            (c for c in lost if kind.child_hash(c) == ref.payload_hash), None)
+        if result.ok or result.status_code == 404:
+            remaining = [c for c in lost if c != child]
+            return Outcome(OUTCOME_OK, "delete" if result.ok else "already_deleted",
+                           extra={kind.lost_key: remaining or None}, follow_up=False,
+                           detail=None if result.ok else f"Mailchimp no longer had {kind.what} {child}")
+        return Outcome(OUTCOME_FAILED, failure_reason(result))
+
+    def lost_in_answer(self, op: PlannedOp | None, result: "OperationResult") -> list[str]:
+        """Children Mailchimp's answer to a confirmed write still lists that the write did not send
+        (the update keeps them): they await deletion too, also when the bookkeeping never knew them."""
+        kind = self.child_kind
+        if kind is None or op is None or op.body is None or self.child_policy() != "delete":
+            return []
+        answer = result.body if isinstance(result.body, dict) else {}
+        listed = answer.get(kind.segment)
+        if not isinstance(listed, list):
+            return []
+        sent = {str(child.get("id")) for child in op.body.get(kind.segment) or []}
+        return [str(c["id"]) for c in listed if isinstance(c, dict) and c.get("id") is not None and str(c["id"]) not in sent]
 
     # -- records whose row left the source (config ``on_delete``) ------------------------------------
     def delete_path(self, record_id: str, state: StateRow) -> str:
@@ -274,25 +428,24 @@ class CommerceRules(EntityRules):
         """Why ``count`` deletions are refused this run, or None when the guard lets them pass."""
         if ctx.data.get("allow_mass_delete"):
             return None
-        guard = self.config.mass_delete
-        held = len(confirmed_ids_all(engine, self.entity))
-        if not held:
-            return None
-        share = count / held
-        if share <= guard.max_share or (count < guard.min_records and count < held):
-            return None
-        message = (f"{count} of the {held} {self.entity} records in Mailchimp ({share:.0%}) left the source query; "
-                   f"more than mass_delete.max_share ({guard.max_share:.0%}) are not deleted without the run "
-                   "param allow_mass_delete (check the query first: a broken view returns nothing)")
-        log.warning("%s", message)
-        return message
+        return mass_delete_refusal(ctx, self.config.mass_delete, f"{self.entity} records", count,
+                                   held_count(engine, self.entity))
 
     def interpret(self, op: PlannedOp | None, ref: OpRef, result: "OperationResult", state: StateRow | None) -> Outcome:
         if ref.step == STEP_DELETE:
             return self.interpret_delete(ref, result)
+        if self.child_kind is not None and ref.step == self.child_kind.step:
+            return self.interpret_child_delete(op, ref, result, state)
         confirmed = {"mailchimp_id": ref.record_id, "scope": self.store_id}
         if result.ok:
             extra = dict((op.context.get("extra") if op else None) or {})
+            if self.child_kind is not None:
+                lost_key = self.child_kind.lost_key
+                answered = self.lost_in_answer(op, result)
+                if answered:
+                    extra[lost_key] = sorted(set(extra.get(lost_key) or []) | set(answered))
+                if extra.get(lost_key):
+                    self.awaiting_children.add(ref.record_id)
             action = op.action if op else OPERATION_NAMES.get(ref.step, ref.step)
             return Outcome(OUTCOME_OK, action, state={"payload_hash": ref.payload_hash, **confirmed},
                            status_decision=op.status_decision if op else None, extra=extra)
@@ -420,38 +573,6 @@ def confirmed_ids(engine: "SyncEngine", entity: str, record_ids: Any) -> set[str
     with engine.db.connect() as conn:
         for start in range(0, len(ids), 900):
             found.update(r[0] for r in conn.execute(stmt, {"ids": ids[start:start + 900]}))
-    return found
-
-
-def confirmed_ids_all(engine: "SyncEngine", entity: str) -> list[str]:
-    """Every record of ``entity`` Mailchimp confirmed holding (the guard's denominator)."""
-    t = engine.tables.sync_state
-    stmt = sa.select(t.c.record_id).where(t.c.entity == entity, t.c.mailchimp_id.is_not(None))
-    with engine.db.connect() as conn:
-        return [r[0] for r in conn.execute(stmt)]
-
-
-def gone_ids(engine: "SyncEngine", rules: "CommerceRules", record_ids: Sequence[str] | None = None) -> list[str]:
-    """Records of ``rules.entity`` Mailchimp holds (``sync_state.mailchimp_id`` set) that the
-    entity's source query no longer returns; ``record_ids`` restricts the answer (re-planning).
-
-    A ``LEFT JOIN`` of ``sync_state`` with the query, in the warehouse: an anti-join PostgreSQL
-    hashes and SQLite runs on an automatic index, whatever the table sizes.
-    """
-    from mailchimp_provider.sync.engine import source_sql
-
-    t = engine.tables.sync_state
-    key = rules.key_column
-    query = sa.text(f"SELECT CAST(src.{key} AS VARCHAR(255)) AS k FROM ({source_sql(rules.sql_name, engine.db)}) src")
-    returned = query.columns(sa.column("k", sa.String)).subquery("q")
-    stmt = (sa.select(t.c.record_id).select_from(t.outerjoin(returned, returned.c.k == t.c.record_id))
-            .where(t.c.entity == rules.entity, t.c.mailchimp_id.is_not(None), returned.c.k.is_(None))
-            .order_by(t.c.record_id))
-    with engine.db.connect() as conn:
-        found = [r[0] for r in conn.execute(stmt)]
-    if record_ids is not None:
-        wanted = set(record_ids)
-        found = [i for i in found if i in wanted]
     return found
 
 
