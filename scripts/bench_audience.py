@@ -36,6 +36,8 @@ from pathlib import Path
 from urllib.parse import quote
 from typing import Any
 
+from scripts.procmem import load_average, process_memory_mb
+
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "0123456789abcdef0123456789abcdef-us1"
 DAG_ID = "mailchimp_audience_sync"
@@ -156,7 +158,8 @@ class Bench:
 
     def start_emulator(self) -> None:
         self.emulator = subprocess.Popen(
-            [sys.executable, "-m", "mailchimp_emulator.cli", "--port", str(self.port), "--api-key", API_KEY],
+            [sys.executable, "-m", "mailchimp_emulator.cli", "--port", str(self.port), "--api-key", API_KEY,
+             *os.environ.get("MAILCHIMP_BENCH_EMULATOR_ARGS", "").split()],  # e.g. "--pace mailchimp"
             env=self.env, cwd=ROOT,
         )
         deadline = time.monotonic() + 30
@@ -197,6 +200,9 @@ class Bench:
         after = self.admin("GET", "stats")
         result["http_requests"] = after["requests"] - before["requests"]
         result["batch_operations"] = after["operations_applied"] - before["operations_applied"]
+        assert self.emulator is not None
+        result["emulator"] = process_memory_mb(self.emulator.pid)
+        result["load"] = load_average()
         return result
 
 
@@ -236,6 +242,7 @@ def _row(db: str, size: int, phase: str, r: dict[str, Any]) -> str:
     failed = sum(counts.get("failed", {}).values())
     return (f"{db:<10} {size:>7} {phase:<7} {r['state']:<8} {r['wall']:>8.1f} {task:>8.1f} {rate:>9.0f} "
             f"{r['http_requests']:>8} {r['batch_operations']:>8} {r['peak_rss_mb']:>8.0f} {r['warmup']:>7.1f} {ensure:>6.1f}"
+            f" {r['emulator']['rss_mb']:>7.0f} {r['emulator']['peak_mb']:>7.0f} {r['load']:>7}"
             f"   ok={ok} skipped={skipped} failed={failed}")
 
 
@@ -246,8 +253,11 @@ def orchestrate(args: argparse.Namespace) -> int:
           f"(separate process), poll interval 0.2 s; work dir {workdir}", flush=True)
     bench.child("initdb")
     bench.start_emulator()
+    assert bench.emulator is not None
+    print(f"emulator at start: {process_memory_mb(bench.emulator.pid)['rss_mb']:.0f} MB resident; "
+          f"load {load_average()}", flush=True)
     header = (f"{'database':<10} {'records':>7} {'run':<7} {'state':<8} {'dag s':>8} {'task s':>8} {'rec/s':>9} "
-              f"{'http req':>8} {'batch op':>8} {'peak MB':>8} {'warm-up':>7} {'ens s':>6}   results")
+              f"{'http req':>8} {'batch op':>8} {'peak MB':>8} {'warm-up':>7} {'ens s':>6} {'emu MB':>7} {'emu pk':>7} {'load':>7}   results")
     print(header + "\n" + "-" * len(header), flush=True)
     try:
         for db in args.databases:
@@ -272,7 +282,9 @@ def orchestrate(args: argparse.Namespace) -> int:
     print("\n'dag s' is the whole dag.test() (both tasks, DAG bundle sync, scheduling loop); 'warm-up' is "
           "Airflow's one-time import of its in-process Execution API in the fresh process, done before "
           "and not included in 'dag s'; 'task s' is sync_members alone, 'ens s' the ensure_audience task. rec/s = customer rows / dag s. 'http req' and 'batch op' come "
-          "from the emulator's /_emulator/stats. 'peak MB' is ru_maxrss of the process running dag.test().")
+          "from the emulator's /_emulator/stats. 'peak MB' is ru_maxrss of the process running dag.test(). "
+          "'emu MB' / 'emu pk' are the emulator's resident memory after the run and its peak so far "
+          "(VmRSS / VmHWM), 'load' the 1-minute load average over the machine's cores after the run.")
     return 0
 
 

@@ -42,6 +42,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from scripts.procmem import load_average, process_memory_mb
+
 ROOT = Path(__file__).resolve().parents[1]
 EMULATOR_SRC_ENV = "MAILCHIMP_BENCH_EMULATOR_SRC"
 """Folder to import the emulator from instead of emulator/ (a pinned copy while it is being edited)."""
@@ -197,6 +199,7 @@ def run_pull(engine: Any, tables: Any, config: Any, port: int, pass_name: str, e
         "campaigns": len(planned), "batches": len(batch_ids), "rows": rows, "gained": gained, "changed": changed,
         "wall": finished - started, "apply": applying,
         "requests": _admin(port, "stats")["requests"] - requests_before, "peak_mb": _peak_mb(),
+        "emulator_mb": process_memory_mb(emulator_pid)["peak_mb"], "load": load_average(),
     }
 
 
@@ -254,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"{'run':<12}{'campaigns':>10}{'batches':>8}{'rows':>11}{'gained':>10}{'wall s':>9}"
               f"{'rows/s':>10}{'apply s':>9}{'apply rows/s':>14}{'HTTP req':>10}{'peak MB':>9}"
-              f"{'CPU s: pull':>13}{'emulator':>9}{'postgres':>9}")
+              f"{'CPU s: pull':>13}{'emulator':>9}{'postgres':>9}{'emu peak MB':>12}{'load':>8}")
         for name in ("first", "incremental"):
             profiler = cProfile.Profile() if args.profile else None
             if profiler:
@@ -267,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<12}{r['campaigns']:>10}{r['batches']:>8}{r['rows']:>11,}{r['gained']:>10,}{r['wall']:>9.1f}"
                   f"{r['rows'] / r['wall']:>10,.0f}{r['apply']:>9.1f}{r['rows'] / max(r['apply'], 1e-9):>14,.0f}"
                   f"{r['requests']:>10}{r['peak_mb']:>9.0f}"
-                  f"{r['cpu_self']:>13.1f}{r['cpu_emulator']:>9.1f}{r['cpu_postgres']:>9.1f}", flush=True)
+                  f"{r['cpu_self']:>13.1f}{r['cpu_emulator']:>9.1f}{r['cpu_postgres']:>9.1f}"
+                  f"{r['emulator_mb']:>12.0f}{r['load']:>8}", flush=True)
         with engine.connect() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(tables.activity)).scalar_one()
         print(f"\n{total:,} rows in {tables.table_name('activity')}")

@@ -20,6 +20,7 @@ from .batches import results_archive
 from .campaigns import inject_activity
 from .errors import ApiError
 from .faults import validate_injection, validate_storm
+from .pace import apply_pace
 from .routing import router
 from .state import EmulatorState, Faults
 
@@ -54,8 +55,13 @@ def update_faults(faults: Faults, changes: dict[str, Any]) -> None:
         raise ApiError(400, "Invalid Resource", f"Unknown fault settings: {', '.join(unknown)}; known: {', '.join(known)}.")
     if changes.get("clear_inject"):
         faults.inject.clear()
+    if "pace" in changes or "pace_speedup" in changes:  # first, so knobs given beside it override it
+        try:
+            apply_pace(faults, str(changes.get("pace", faults.pace)), float(changes.get("pace_speedup", 1.0)))
+        except ValueError as err:
+            raise ApiError(400, "Invalid Resource", str(err)) from None
     for name, value in changes.items():
-        if name == "clear_inject":
+        if name in ("clear_inject", "pace", "pace_speedup"):
             continue
         if name == "inject":
             entries = value if isinstance(value, list) else [value]

@@ -4,11 +4,14 @@ Mailchimp runs one batch at a time per account ("Since only one batch request is
 this can be used to cancel a long running request"), so :class:`BatchProcessor` is a single
 asyncio task that takes the oldest pending batch, moves it through
 ``pending -> preprocessing -> started -> finalizing -> finished`` and runs every operation through
-``router.dispatch`` exactly like a direct call. It yields to the event loop after every
+``router.dispatch`` exactly like a direct call (a batch is taken once it has been ``pending`` for
+``Faults.batch_queue_seconds``). It yields to the event loop after every
 :data:`SLICE_SECONDS` of work (one email-activity GET can take tens of milliseconds, a member PUT
 a few dozen microseconds, so a count of operations would not bound the pause), so API calls made
 meanwhile (new batches, status polls, downloads) are answered promptly. It honours
-``Faults.batch_ops_per_second`` (gradual progress) and ``Faults.stuck_finalizing``.
+``Faults.batch_ops_per_second`` (gradual progress), ``Faults.batch_finalizing_seconds`` (a
+``finalizing`` tail that does not hold up the next batch) and ``Faults.stuck_finalizing``; the
+``pace.py`` profiles set the first three to what Mailchimp's users report.
 
 The results archive copies a real one (facts §5.4): gzip whose FNAME is ``<id>.tar``, a GNU tar
 whose first entry is ``./``, then ``./<10hex>.json`` files, each a JSON array of
@@ -127,6 +130,7 @@ def start_batch(call: Call) -> Reply:
         "response_body_url": "",
         "_root_url": call.root_url,
         "_completed": 0.0,
+        "_submitted": time.time(),
     }
     state.batch_operations[batch_id] = operations
     return ok(batch_view(state.batches[batch_id], call.root_url))
@@ -416,13 +420,18 @@ class BatchProcessor:
 
     def __init__(self, get_state: Callable[[], EmulatorState]) -> None:
         self._get_state = get_state
-        self._stuck: dict[str, tuple[EmulatorState, list[tuple[int, Any, str]]]] = {}
+        self._stuck: dict[str, tuple[EmulatorState, list[tuple[int, Any, str]], float]] = {}
+        """Batches held in ``finalizing``: (state, results, monotonic time they may finish)."""
 
     async def run(self) -> None:
         while True:
             state = self._get_state()
             await self._release_stuck(state)
-            batch_id = next((b["id"] for b in state.batches.values() if b["status"] == "pending"), None)
+            due = time.time() - state.faults.batch_queue_seconds
+            batch_id = next(
+                (b["id"] for b in state.batches.values() if b["status"] == "pending" and b.get("_submitted", 0.0) <= due),
+                None,
+            )
             if batch_id is None:
                 await asyncio.sleep(IDLE_POLL_SECONDS)
                 continue
@@ -445,8 +454,9 @@ class BatchProcessor:
         if results is None:
             return
         batch["status"] = "finalizing"
-        if state.faults.stuck_finalizing:
-            self._stuck[batch_id] = (state, results)
+        tail = state.faults.batch_finalizing_seconds
+        if state.faults.stuck_finalizing or tail > 0:
+            self._stuck[batch_id] = (state, results, time.monotonic() + tail)
             return
         await self._finalize(state, batch_id, results)
 
@@ -463,6 +473,8 @@ class BatchProcessor:
         while done < len(operations):
             if not self._alive(state, batch_id):
                 return None
+            if self._stuck:  # an earlier batch's finalizing tail ends while this one runs
+                await self._release_stuck(state)
             rate = state.faults.batch_ops_per_second
             if rate > 0:
                 now = time.monotonic()
@@ -499,11 +511,11 @@ class BatchProcessor:
         batch["status"] = "finished"
 
     async def _release_stuck(self, state: EmulatorState) -> None:
-        """Finish batches held in ``finalizing`` once the ``stuck_finalizing`` fault is switched off."""
-        for batch_id, (owner, results) in list(self._stuck.items()):
+        """Finish batches held in ``finalizing`` whose tail is over, unless ``stuck_finalizing`` is on."""
+        for batch_id, (owner, results, until) in list(self._stuck.items()):
             if owner is not state or batch_id not in owner.batches:
                 del self._stuck[batch_id]
-            elif not state.faults.stuck_finalizing:
+            elif not state.faults.stuck_finalizing and time.monotonic() >= until:
                 del self._stuck[batch_id]
                 await self._finalize(owner, batch_id, results)
 

@@ -8,6 +8,7 @@ import uvicorn
 
 from . import DEMO_API_KEY
 from .app import create_app
+from .pace import PROFILES, apply_pace
 from .state import Faults
 
 
@@ -31,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--results-ttl", type=float, default=defaults.results_ttl_seconds, help="seconds after completion until a batch and its results 404"
     )
     parser.add_argument("--stuck-finalizing", action="store_true", help="batches stay in 'finalizing' once all operations ran")
+    parser.add_argument(
+        "--pace", choices=sorted(PROFILES), help="batch pace profile (mailchimp: 16 ops/s, 30 s queue, 20 s finalizing; see pace.py)"
+    )
+    parser.add_argument("--pace-speedup", type=float, default=1.0, help="run the --pace profile this many times faster")
     parser.add_argument("--log-level", default="warning")
     return parser
 
@@ -44,6 +49,8 @@ def main(argv: list[str] | None = None) -> None:
         results_ttl_seconds=args.results_ttl,
         stuck_finalizing=args.stuck_finalizing,
     )
+    if args.pace:
+        apply_pace(faults, args.pace, args.pace_speedup)
     app = create_app(args.api_keys, state_file=args.state, faults=faults)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
 

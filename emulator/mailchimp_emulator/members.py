@@ -31,8 +31,9 @@ Fake-email rule (the emulator's reading of "looks fake or invalid"): an address 
 Realistic generated addresses such as ``jane.smith42@example-shop.com`` or
 ``k.lee@mail.test-retail.net`` pass.
 
-Stored members are dicts in the API's shape plus the private keys ``_changed`` and ``_created``
-(:data:`_PRIVATE_KEYS`; add any new one there); :func:`member_view` gives the API form. Other modules use :func:`subscriber_hash`,
+Stored members are :class:`records.Member` objects (compact slots records read and written like
+dicts in the API's shape, plus the private keys ``_changed`` and ``_created``; ``last_changed`` and
+``tags_count`` are derived); :func:`member_view` gives the API form. Other modules use :func:`subscriber_hash`,
 :func:`find_member`, :func:`upsert_member`, :func:`set_member_status` and :func:`require_list`.
 """
 
@@ -48,6 +49,7 @@ from typing import Any
 
 from .collections import filter_fields, page
 from .errors import ApiError, bad_request, invalid_resource, method_not_allowed, not_found, schema_error
+from .records import Address, Member, MemberTag, shared
 from .routing import Call, Reply, no_content, ok, router
 from .state import EmulatorState, iso, parse_iso
 
@@ -62,8 +64,6 @@ _FAKE_DOMAINS = ("example.com", "example.org", "example.net")
 _FAKE_DOMAIN_SUFFIXES = tuple("." + d for d in _FAKE_DOMAINS)
 _RESERVED_TLDS = ("invalid", "test", "localhost", "example")
 _FAKE_LOCAL_PARTS = frozenset({"test", "asdf", "fake", "noreply", "no-reply"})
-_PRIVATE_KEYS = ("_changed", "_created")
-"""The keys of a stored member that are not part of its API form (see :func:`member_view`)."""
 _OPTIONAL_FIELDS = (
     "email_type",
     "interests",
@@ -95,7 +95,7 @@ def require_list(state: EmulatorState, list_id: str) -> dict[str, Any]:
     return found
 
 
-def find_member(state: EmulatorState, list_id: str, key: str) -> dict[str, Any] | None:
+def find_member(state: EmulatorState, list_id: str, key: str) -> Member | None:
     """The stored member for ``key`` (subscriber hash, email address or contact_id); None if absent.
 
     Archived members are found (they are still on the list); permanently deleted ones are not.
@@ -125,7 +125,7 @@ def upsert_member(
     source: str = "API",
     skip_merge_validation: bool = False,
     extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> Member:
     """Add or update the member ``email`` like ``PUT /lists/{id}/members/{hash}``; returns the stored member.
 
     ``tags`` are added to new members only (as Mailchimp does on PUT). ``extra`` carries the other
@@ -165,7 +165,7 @@ def upsert_member(
 
 def set_member_status(
     state: EmulatorState, list_id: str, subscriber_hash: str, status: str, *, reason: str | None = None
-) -> dict[str, Any]:
+) -> Member:
     """Change a member's status (e.g. an unsubscribe or a bounce from campaign activity); 404 if absent.
 
     The compliance rule applies: an unsubscribed or cleaned member cannot become ``subscribed``.
@@ -204,12 +204,9 @@ def looks_fake(email: str) -> bool:
     return domain.rsplit(".", 1)[-1] in _RESERVED_TLDS
 
 
-def member_view(member: dict[str, Any]) -> dict[str, Any]:
+def member_view(member: Member) -> dict[str, Any]:
     """The API form of a stored member: private keys dropped, tags as ``[{id, name}]``, ``_links``."""
-    view = member.copy()  # cheaper than filtering every key: the private keys are known
-    for key in _PRIVATE_KEYS:
-        view.pop(key, None)
-    view["tags"] = [{"id": t["id"], "name": t["name"]} for t in member["tags"]]
+    view = member.api_dict()
     base = f"/3.0/lists/{member['list_id']}/members/{member['id']}"
     view["_links"] = [
         {"rel": "self", "href": base, "method": "GET"},
@@ -234,7 +231,7 @@ def create_member(
     source: str = "API",
     skip_merge_validation: bool = False,
     extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> Member:
     """Add a member that is not on the list (the caller checked); applies the forgotten and merge rules."""
     email = check_email(email)
     _require_status(status, MEMBER_STATUSES, "status")
@@ -249,49 +246,21 @@ def create_member(
     values = validate_merge_fields(state, list_id, merge_fields or {}, new=True, skip=skip_merge_validation)
     changed = state.tick()
     stamp = iso(changed)
-    member: dict[str, Any] = {
-        "id": h,
-        "email_address": email,
-        "unique_email_id": "%010x" % random.getrandbits(40),
-        "contact_id": "%032x" % random.getrandbits(128),
-        "full_name": "",
-        "web_id": 100_000_000 + int(random.random() * 900_000_000),  # like randint, at a tenth of the cost
-        "email_type": "html",
-        "status": status,
-        "unsubscribe_reason": "",
-        "consents_to_one_to_one_messaging": True,
-        "sms_phone_number": "",
-        "sms_subscription_status": "",
-        "sms_subscription_last_updated": "",
-        "merge_fields": values,
-        "interests": {},
-        "stats": {"avg_open_rate": 0, "avg_click_rate": 0},
-        "ip_signup": "",
-        "timestamp_signup": "",
-        "ip_opt": "",
-        "timestamp_opt": stamp if status == "subscribed" else "",
-        "member_rating": 2,
-        "last_changed": stamp,
-        "language": "",
-        "vip": False,
-        "email_client": "",
-        "location": {
-            "latitude": 0,
-            "longitude": 0,
-            "gmtoff": 0,
-            "dstoff": 0,
-            "country_code": "",
-            "timezone": "",
-            "region": "",
-        },
-        "marketing_permissions": [],
-        "source": SOURCE_NAMES.get(source, source),
-        "tags_count": 0,
-        "tags": [],
-        "list_id": list_id,
-        "_changed": changed,
-        "_created": changed,
-    }
+    # The constant fields (stats, member_rating, sms_*...) and the empty interests, location and
+    # marketing_permissions are records.Member defaults; last_changed and tags_count are derived.
+    member = Member.new(
+        id=h,
+        email_address=email,
+        unique_email_id="%010x" % random.getrandbits(40),
+        contact_id="%032x" % random.getrandbits(128),
+        web_id=100_000_000 + int(random.random() * 900_000_000),  # like randint, at a tenth of the cost
+        status=status,
+        merge_fields=values,
+        timestamp_opt=stamp if status == "subscribed" else "",
+        source=SOURCE_NAMES.get(source, source),
+        list_id=list_id,
+        changed=changed,
+    )
     if status == "unsubscribed":
         member["unsubscribe_reason"] = DEFAULT_UNSUBSCRIBE_REASON
     _apply_extra(member, extra)
@@ -306,7 +275,7 @@ def create_member(
 def update_member(
     state: EmulatorState,
     list_id: str,
-    member: dict[str, Any],
+    member: Member,
     *,
     status: str | None = None,
     email: str | None = None,
@@ -314,7 +283,7 @@ def update_member(
     skip_merge_validation: bool = False,
     extra: dict[str, Any] | None = None,
     allowed_statuses: tuple[str, ...] = MEMBER_STATUSES,
-) -> dict[str, Any]:
+) -> Member:
     """Change an existing member: email, status (compliance rule), merge fields, other fields."""
     if status is not None:
         _require_status(status, allowed_statuses, "status")
@@ -362,7 +331,7 @@ def member_exists(email: str) -> ApiError:
     )
 
 
-def _check_compliance(member: dict[str, Any], status: str) -> None:
+def _check_compliance(member: Member, status: str) -> None:
     if status == "subscribed" and member["status"] in ("unsubscribed", "cleaned"):
         raise ApiError(
             400,
@@ -372,7 +341,7 @@ def _check_compliance(member: dict[str, Any], status: str) -> None:
         )
 
 
-def _apply_status(member: dict[str, Any], status: str, *, reason: str | None = None) -> None:
+def _apply_status(member: Member, status: str, *, reason: str | None = None) -> None:
     if status == member["status"]:
         return
     if status == "subscribed":
@@ -391,12 +360,11 @@ def _require_status(status: Any, allowed: tuple[str, ...], field_name: str) -> N
         )
 
 
-def _touch(state: EmulatorState, member: dict[str, Any]) -> None:
-    member["_changed"] = state.tick()
-    member["last_changed"] = iso(member["_changed"])
+def _touch(state: EmulatorState, member: Member) -> None:
+    member["_changed"] = state.tick()  # last_changed is derived from it
 
 
-def _apply_extra(member: dict[str, Any], extra: dict[str, Any] | None) -> None:
+def _apply_extra(member: Member, extra: dict[str, Any] | None) -> None:
     if not extra:
         return
     for key in _OPTIONAL_FIELDS:
@@ -413,10 +381,10 @@ def _apply_extra(member: dict[str, Any], extra: dict[str, Any] | None) -> None:
             member[key] = value
 
 
-def _refresh_full_name(member: dict[str, Any]) -> None:
+def _refresh_full_name(member: Member) -> None:
     values = member["merge_fields"]
     first, last = str(values.get("FNAME") or "").strip(), str(values.get("LNAME") or "").strip()
-    member["full_name"] = f"{first} {last}" if first and last else first or last
+    member["full_name"] = f"{first} {last}" if first and last else first or last  # shared: names repeat
 
 
 # ------------------------------------------------------------------------------------------------
@@ -446,7 +414,7 @@ def validate_merge_fields(
         else:
             continue
         if value.__class__ is str and value and field_def["type"] not in _PARSED_TYPES:
-            out[tag] = value  # the common case, checked first: a non-empty value stored as sent
+            out[tag] = shared(tag, value)  # the common case, checked first: a non-empty value stored as sent
             continue
         empty = value is None or value == "" or (isinstance(value, dict) and not any(value.values()))
         if empty:
@@ -473,14 +441,14 @@ def _coerce(field_def: dict[str, Any], value: Any) -> Any:
     if kind == "address":
         if not isinstance(value, dict) or not all(_filled(value.get(k)) for k in _ADDRESS_REQUIRED):
             raise ValueError("Please enter a complete address")
-        return {
+        return Address.of({  # a compact tuple; repeated parts (cities, countries) stored once
             "addr1": value["addr1"],
             "addr2": value.get("addr2") or "",
             "city": value["city"],
             "state": value["state"],
             "zip": str(value["zip"]),
             "country": value.get("country") or "US",
-        }
+        })
     if kind == "number":
         if isinstance(value, bool):
             raise ValueError("Please enter a number")
@@ -556,22 +524,21 @@ def tag_record(state: EmulatorState, list_id: str, name: str) -> dict[str, Any]:
     return record
 
 
-def set_tags(state: EmulatorState, member: dict[str, Any], changes: list[tuple[str, str]], stamp: str) -> None:
+def set_tags(state: EmulatorState, member: Member, changes: list[tuple[str, str]], stamp: str) -> None:
     """Apply ``(name, "active"|"inactive")`` pairs to a member's tags; a tag whose members change
     is marked updated (the static segment's ``updated_at``)."""
     current = {t["name"]: t for t in member["tags"]}
     for name, status in changes:
         if status == "active" and name not in current:
             record = tag_record(state, member["list_id"], name)
-            current[name] = {"id": record["id"], "name": name, "date_added": stamp}
+            current[name] = MemberTag(record["id"], record["name"], stamp)
             record["_updated"] = iso(state.tick())
         elif status == "inactive" and name in current:
             current.pop(name)
             record = state.tags.get(member["list_id"], {}).get(name)
             if record is not None:
                 record["_updated"] = iso(state.tick())
-    member["tags"] = list(current.values())
-    member["tags_count"] = len(member["tags"])
+    member["tags"] = list(current.values())  # tags_count is derived from it
 
 
 
@@ -589,24 +556,46 @@ def _validate_tag_names(raw: Any, field_name: str = "tags") -> list[str]:
 _SORT_KEYS = {"timestamp_opt": "timestamp_opt", "timestamp_signup": "timestamp_signup", "last_changed": "_changed"}
 
 
+_PAGE_PARAMS = frozenset({"count", "offset", "fields", "exclude_fields"})
+_QUERY_CACHE = "members query"
+"""Key in ``state.derived``: the last member query's matches, so paging through a million members
+(1,000 GETs of 1,000) filters and sorts once instead of once per page."""
+
+
 @router.route("GET", "/lists/{list_id}/members")
 def list_members(call: Call, list_id: str) -> Reply:
     require_list(call.state, list_id)
-    members = list(call.state.members.get(list_id, {}).values())
+    state = call.state
+    stored = state.members.get(list_id, {})
+    query = (list_id, tuple(sorted((k, v) for k, v in call.params.items() if k not in _PAGE_PARAMS)))
+    # every member change ticks the clock (deletions included), so (clock, size) identifies the data
+    version = (state.clock, len(stored))
+    cached = state.derived.get(_QUERY_CACHE)
+    if cached is not None and cached[0] == query and cached[1] == version:
+        members = cached[2]
+    else:
+        members = _matching_members(call, stored)
+        state.derived[_QUERY_CACHE] = (query, version, members)
+    return ok(page(call, members, "members", {"list_id": list_id}, render=member_view))
+
+
+def _matching_members(call: Call, stored: dict[str, Member]) -> list[Member]:
+    """The list's members that the query's filters select, in its sort order."""
+    members = list(stored.values())
     params = call.params
     status = params.get("status")
     if status:
         if status not in MEMBER_STATUSES + ("archived",):
             raise schema_error([{"field": "status", "message": "Value is not one of the allowed values"}])
-        members = [m for m in members if m["status"] == status]
+        members = [m for m in members if m.status == status]
     else:
-        members = [m for m in members if m["status"] != "archived"]
+        members = [m for m in members if m.status != "archived"]  # attributes: 1M lookups
     if params.get("unsubscribed_since"):
         if status != "unsubscribed":
             raise bad_request("The unsubscribed_since filter can only be used with status=unsubscribed.")
-    members = _filter_time(members, params, "since_last_changed", lambda m: m["_changed"], since=True)
-    members = _filter_time(members, params, "before_last_changed", lambda m: m["_changed"], since=False)
-    members = _filter_time(members, params, "unsubscribed_since", lambda m: m["_changed"], since=True)
+    members = _filter_time(members, params, "since_last_changed", lambda m: m._changed, since=True)
+    members = _filter_time(members, params, "before_last_changed", lambda m: m._changed, since=False)
+    members = _filter_time(members, params, "unsubscribed_since", lambda m: m._changed, since=True)
     members = _filter_time(members, params, "since_timestamp_opt", lambda m: _epoch(m["timestamp_opt"]), since=True)
     members = _filter_time(members, params, "before_timestamp_opt", lambda m: _epoch(m["timestamp_opt"]), since=False)
     if params.get("email_type"):
@@ -622,17 +611,17 @@ def list_members(call: Call, list_id: str) -> Reply:
         key = _SORT_KEYS[sort_field]
         descending = (params.get("sort_dir") or "ASC").upper() == "DESC"
         if key == "_changed":
-            members.sort(key=lambda m: m["_changed"], reverse=descending)
+            members.sort(key=lambda m: m._changed, reverse=descending)
         else:
             members.sort(key=lambda m: (_epoch(m[key]) or 0.0, m["_created"]), reverse=descending)
-    return ok(page(call, members, "members", {"list_id": list_id}, render=member_view))
+    return members
 
 
 def _epoch(stamp: str) -> float | None:
     return parse_iso(stamp) if stamp else None
 
 
-def _filter_time(members: list[dict[str, Any]], params: dict[str, str], name: str, get: Any, *, since: bool) -> list[dict[str, Any]]:
+def _filter_time(members: list[Member], params: dict[str, str], name: str, get: Any, *, since: bool) -> list[Member]:
     raw = params.get(name)
     if not raw:
         return members
@@ -644,7 +633,7 @@ def _filter_time(members: list[dict[str, Any]], params: dict[str, str], name: st
     return [m for m in members if get(m) is not None and get(m) < bound]
 
 
-def _member_or_404(call: Call, list_id: str, key: str) -> dict[str, Any]:
+def _member_or_404(call: Call, list_id: str, key: str) -> Member:
     require_list(call.state, list_id)
     member = find_member(call.state, list_id, key)
     if member is None:
@@ -767,6 +756,7 @@ def archive_member(call: Call, list_id: str, subscriber_hash: str) -> Reply:
 def delete_member_permanently(call: Call, list_id: str, subscriber_hash: str) -> Reply:
     member = _member_or_404(call, list_id, subscriber_hash)
     del call.state.members[list_id][member["id"]]
+    call.state.tick()  # a change of the list: cached member queries are stale
     call.state.contact_ids.get(list_id, {}).pop(member["contact_id"], None)
     call.state.forgotten.setdefault(list_id, []).append(member["id"])
     return no_content()
@@ -778,7 +768,7 @@ def delete_member_permanently(call: Call, list_id: str, subscriber_hash: str) ->
 @router.route("GET", "/lists/{list_id}/members/{subscriber_hash}/tags")
 def get_member_tags(call: Call, list_id: str, subscriber_hash: str) -> Reply:
     member = _member_or_404(call, list_id, subscriber_hash)
-    tags = [dict(t) for t in member["tags"]]
+    tags = [t.to_dict() for t in member["tags"]]
     return ok(page(call, tags, "tags"))
 
 

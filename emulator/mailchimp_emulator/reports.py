@@ -37,6 +37,7 @@ from .collections import excluded, filter_fields, page
 from .ecommerce import campaign_revenue
 from .errors import not_found
 from .members import find_member, subscriber_hash
+from .records import merge_view
 from .routing import Call, Reply, ok, router
 from .schema import field_error
 from .state import EmulatorState, parse_iso
@@ -134,7 +135,7 @@ class Visible:
     def member_fields(self, email_id: str) -> dict[str, Any]:
         member = find_member(self.state, self.list_id, email_id)
         return {
-            "merge_fields": dict(member.get("merge_fields", {})) if member else {},
+            "merge_fields": merge_view(member["merge_fields"]) if member else {},
             "vip": bool(member.get("vip")) if member else False,
         }
 

@@ -3,7 +3,8 @@
 Each resource module owns one attribute here and only mutates that attribute through its own
 functions (``members.py`` owns ``lists``/``members``..., ``ecommerce.py`` owns ``stores``...).
 Everything in this object is plain data (dicts, lists, str, int, float, bool, None) so that
-``--state FILE`` can persist it as JSON, except ``derived``: caches computed from the rest, which
+``--state FILE`` can persist it as JSON, except list members (compact ``records.Member`` records,
+saved as the dicts they read like) and ``derived``: caches computed from the rest, which
 are never saved.
 """
 
@@ -30,6 +31,14 @@ class Faults:
     """Requests in flight per API key above this get 429 (Mailchimp: 10)."""
     batch_ops_per_second: float = 0.0
     """Batch processing rate; 0 means as fast as possible."""
+    batch_queue_seconds: float = 0.0
+    """A new batch stays ``pending`` at least this long before it may start (see ``pace.py``)."""
+    batch_finalizing_seconds: float = 0.0
+    """Once all its operations ran, a batch stays ``finalizing`` this long before ``finished``."""
+    pace: str = ""
+    """Name of the pace profile that set the three knobs above ('' = none; see ``pace.py``)."""
+    pace_speedup: float = 1.0
+    """The profile runs this many times faster than real time (tests)."""
     stuck_finalizing: bool = False
     """Batches reach ``finalizing`` with all operations finished and stay there."""
     results_ttl_seconds: float = 3600.0
@@ -53,8 +62,9 @@ class EmulatorState:
     # owned by members.py / lists.py
     lists: dict[str, dict[str, Any]] = field(default_factory=dict)
     merge_fields: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    members: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    """list_id -> subscriber_hash -> member object (as returned by the API, with ``tags``)."""
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """list_id -> subscriber_hash -> ``records.Member`` (a compact record read like the API's member
+    object, with ``tags``; saved as that dict)."""
     forgotten: dict[str, list[str]] = field(default_factory=dict)
     """list_id -> subscriber hashes permanently deleted (re-adding fails)."""
     contact_ids: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -99,6 +109,8 @@ class EmulatorState:
         """The state as JSON-able data (shallow: shares the state's own dicts, so dump it at once)."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_SAVED}
         data["faults"] = asdict(self.faults)
+        # members are compact records (records.Member): saved as the dicts they read like
+        data["members"] = {list_id: {h: m.to_dict() for h, m in members.items()} for list_id, members in self.members.items()}
         return data
 
     @classmethod
@@ -107,6 +119,10 @@ class EmulatorState:
         kwargs = {k: v for k, v in data.items() if k in known}
         faults = kwargs.get("faults", {})
         kwargs["faults"] = Faults(**{k: v for k, v in faults.items() if k in {f.name for f in fields(Faults)}})
+        from .records import Member  # records builds on this module
+
+        kwargs["members"] = {list_id: {h: Member.from_dict(m) for h, m in members.items()}
+                             for list_id, members in kwargs.get("members", {}).items()}
         return cls(**kwargs)
 
     def save(self, path: str | Path) -> None:

@@ -281,3 +281,21 @@ def test_put_tags_apply_to_new_members_only(mc, list_id):
     put(mc, list_id, ANN, status_if_new="subscribed", tags=["first"])
     again = put(mc, list_id, ANN, status_if_new="subscribed", tags=["second"])
     assert [t["name"] for t in again["tags"]] == ["first"]
+
+
+def test_paging_sees_every_change_between_pages(mc, list_id):
+    """Paging re-uses the filtered member list between pages (records.Member queries): an added,
+    archived or permanently deleted member must still show in the very next page's total_items."""
+    for i in range(3):
+        mc.lists.add_list_member(list_id, {"email_address": f"page{i}@acme-outfitters.com", "status": "subscribed"})
+    first = mc.lists.get_list_members_info(list_id, count=2, offset=0)
+    assert first["total_items"] == 3 and len(first["members"]) == 2
+    mc.lists.add_list_member(list_id, {"email_address": "page3@acme-outfitters.com", "status": "subscribed"})
+    assert mc.lists.get_list_members_info(list_id, count=2, offset=2)["total_items"] == 4
+    mc.lists.delete_list_member(list_id, "page0@acme-outfitters.com")  # archive: hidden without status=archived
+    assert mc.lists.get_list_members_info(list_id, count=2, offset=2)["total_items"] == 3
+    mc.lists.delete_list_member_permanent(list_id, "page1@acme-outfitters.com")
+    rest = mc.lists.get_list_members_info(list_id, count=10, offset=0)
+    assert rest["total_items"] == 2
+    assert sorted(m["email_address"] for m in rest["members"]) == ["page2@acme-outfitters.com", "page3@acme-outfitters.com"]
+    assert mc.lists.get_list_members_info(list_id, status="archived")["total_items"] == 1

@@ -130,3 +130,46 @@ def test_cli_starts_a_server_with_its_flags(tmp_path):
         proc.terminate()
         proc.wait(timeout=10)
     assert (tmp_path / "s.json").exists()  # saved on shutdown
+
+
+def test_member_api_form_is_the_same_after_a_restart(tmp_path):
+    """Members are stored compactly (records.Member): a member with every kind of stored value
+    (ADDRESS merge value, tags, location, interests-free defaults, VIP, language) reads the same
+    before and after the state file round trip. Address keys per Mailchimp's merge-field reference:
+    addr1, addr2, city, state, zip, country."""
+    path = tmp_path / "state.json"
+    running, server, thread = start_emulator(state_file=path)
+    client = sdk(running)
+    list_id = client.lists.create_list(
+        {
+            "name": "Round trip",
+            "contact": {"company": "Acme", "address1": "1 Main St", "city": "Springfield", "state": "IL", "zip": "62701", "country": "US"},
+            "permission_reminder": "You signed up.",
+            "campaign_defaults": {"from_name": "Acme", "from_email": "news@acme-outfitters.com", "subject": "Hi", "language": "en"},
+            "email_type_option": False,
+        }
+    )["id"]
+    address = {"addr1": "14 Harbour View", "addr2": "", "city": "Leeds", "state": "West Yorkshire", "zip": "LS1 4AP", "country": "GB"}
+    client.lists.add_list_member(list_id, {
+        "email_address": "ann.lee@acme-outfitters.com", "status": "subscribed", "tags": ["vip", "Retail"],
+        "merge_fields": {"FNAME": "Ann", "LNAME": "Lee", "ADDRESS": address}, "vip": True, "language": "en",
+        "location": {"latitude": 53.8, "longitude": -1.55},
+    })
+    before = client.lists.get_list_member(list_id, "ann.lee@acme-outfitters.com")
+    assert before["merge_fields"]["ADDRESS"] == address
+    assert before["full_name"] == "Ann Lee" and before["tags_count"] == 2 and before["last_changed"]
+    assert before["location"]["latitude"] == 53.8 and before["stats"] == {"avg_open_rate": 0, "avg_click_rate": 0}
+    deadline = time.monotonic() + 10
+    while not (path.exists() and list_id in json.loads(path.read_text())["members"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    server.should_exit = True
+    thread.join(timeout=10)
+
+    again, server2, thread2 = start_emulator(state_file=path)
+    try:
+        after = sdk(again).lists.get_list_member(list_id, "ann.lee@acme-outfitters.com")
+        assert after == before
+    finally:
+        server2.should_exit = True
+        thread2.join(timeout=10)
