@@ -32,6 +32,14 @@ pytestmark = pytest.mark.slow
 PUT_MEMBER = "PUT /lists/{list_id}/members/{subscriber_hash}"
 
 
+@pytest.fixture(autouse=True)
+def _fork_server_warming() -> None:
+    """The kill runner's fork server starts importing while the test sets up its world."""
+    from kill_runner import start_fork_server
+
+    start_fork_server()
+
+
 def kill_at(dag: str, moment: str, run_after: datetime, tmp_path: Path) -> None:
     """Run ``dag`` in a child process that SIGKILLs itself at ``moment``; assert it died there."""
     from kill_runner import kill_at as fork_and_kill
