@@ -115,8 +115,23 @@ def _free_port() -> int:
 
 
 def _admin(port: int, path: str) -> Any:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_emulator/{path}", timeout=30) as resp:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_emulator/{path}", timeout=60) as resp:
         return json.loads(resp.read())
+
+
+def serve_seeded_emulator(campaigns: int, recipients: int) -> tuple[subprocess.Popen, int]:
+    """Start the seeded emulator (``--serve-emulator``) in a child process; return once it answers."""
+    port = _free_port()
+    child = subprocess.Popen([sys.executable, "-m", "scripts.bench_engagement", "--serve-emulator", str(port),
+                              "--campaigns", str(campaigns), "--recipients", str(recipients)], cwd=ROOT)
+    while True:
+        try:
+            _admin(port, "stats")
+            return child, port
+        except OSError:
+            if child.poll() is not None:
+                raise SystemExit("the emulator process exited")
+            time.sleep(0.2)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -222,22 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     from mailchimp_provider.reverse.config import ActivityConfig, EngagementConfig
     from mailchimp_provider.warehouse.tables import WarehouseTables
 
-    port = _free_port()
     print(f"Seeding the emulator: {args.campaigns} campaigns x {args.recipients} recipients ...", flush=True)
     seeding = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "scripts.bench_engagement", "--serve-emulator", str(port),
-                              "--campaigns", str(args.campaigns), "--recipients", str(args.recipients)], cwd=ROOT)
+    child, port = serve_seeded_emulator(args.campaigns, args.recipients)
     db_name = f"mc_bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
     try:
-        while True:
-            try:
-                _admin(port, "stats")
-                break
-            except OSError:
-                if child.poll() is not None:
-                    raise SystemExit("the emulator process exited")
-                time.sleep(0.2)
         print(f"  seeded and serving in {time.perf_counter() - seeding:.1f} s", flush=True)
         base = f"http://127.0.0.1:{port}/3.0"
         os.environ["AIRFLOW_CONN_MAILCHIMP_DEFAULT"] = (

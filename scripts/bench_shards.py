@@ -96,9 +96,11 @@ def _child(env: dict[str, str], what: str) -> dict[str, Any]:
 def orchestrate(args: argparse.Namespace) -> int:
     import yaml
 
-    from scripts.bench_audience import _airflow_conn, _free_port, _pg_database
+    from scripts.bench_audience import _airflow_conn, _pg_database
+    from scripts.bench_engagement import serve_seeded_emulator
 
-    port = _free_port()
+    print(f"Seeding the emulator: {args.campaigns} campaigns x {args.recipients} recipients ...", flush=True)
+    emulator, port = serve_seeded_emulator(args.campaigns, args.recipients)
     work = Path(tempfile.mkdtemp(prefix="bench-shards-"))
     (work / "airflow").mkdir()
     (work / "no-plugins").mkdir()
@@ -117,18 +119,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins"), str(ROOT / "emulator")]),
         "AIRFLOW_CONN_MAILCHIMP_DEFAULT": f"mailchimp://:{quote(API_KEY, safe='')}@127.0.0.1:{port}/?base_url={quote(base, safe='')}",
     }
-    print(f"Seeding the emulator: {args.campaigns} campaigns x {args.recipients} recipients ...", flush=True)
-    emulator = subprocess.Popen([sys.executable, "-m", "scripts.bench_engagement", "--serve-emulator", str(port),
-                                 "--campaigns", str(args.campaigns), "--recipients", str(args.recipients)], cwd=ROOT)
     try:
-        while True:
-            try:
-                _admin(port, "stats")
-                break
-            except OSError:
-                if emulator.poll() is not None:
-                    raise SystemExit("the emulator process exited")
-                time.sleep(0.5)
         _child(env, "initdb")
         print(f"\n{'shards':>6}{'instances':>10}{'batches':>8}{'rows':>11}{'dag s':>8}{'activity task s (sum)':>23}"
               f"{'(longest)':>10}{'HTTP req':>9}{'load':>6}", flush=True)
