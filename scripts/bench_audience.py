@@ -37,12 +37,31 @@ from urllib.parse import quote
 from typing import Any
 
 from scripts.procmem import load_average, process_memory_mb
+from scripts.worktime import BatchWaitClock, cpu_seconds, paced, split
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "0123456789abcdef0123456789abcdef-us1"
 DAG_ID = "mailchimp_audience_sync"
 PROFILE_ENV = "MAILCHIMP_BENCH_PROFILE_DIR"
 """Set by ``--profile DIR``: each run's dag.test() is profiled (cProfile) into DIR."""
+TRACEMALLOC_ENV = "MAILCHIMP_BENCH_TRACEMALLOC_DIR"
+"""Set by ``--tracemalloc DIR``: each run's allocations at its peak are written into DIR."""
+
+
+def _trace_peak(out: Path, stop: Any) -> None:
+    """Keep a tracemalloc snapshot of the largest heap seen (sampled every 2 s), written at the end.
+
+    Memory that grows with the audience is held at the run's peak, not at its end (the task has
+    returned by then), so the snapshot is taken whenever the traced heap reaches a new high."""
+    import tracemalloc
+
+    best, snap = 0, None
+    while not stop.wait(2.0):
+        current, _ = tracemalloc.get_traced_memory()
+        if current > best * 1.03:
+            best, snap = current, tracemalloc.take_snapshot()
+    if snap is not None:
+        snap.dump(str(out))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -86,11 +105,27 @@ def child_run() -> dict[str, Any]:
     warmup = time.perf_counter() - warm
     profile_dir = os.environ.get(PROFILE_ENV)
     profiler = cProfile.Profile() if profile_dir else None
+    trace_dir = os.environ.get(TRACEMALLOC_ENV)
+    if trace_dir:
+        import threading
+        import tracemalloc
+
+        tracemalloc.start(4)
+        stop_tracing = threading.Event()
+        tracer = threading.Thread(target=_trace_peak, daemon=True,
+                                  args=(Path(trace_dir) / f"audience-{os.getpid()}.snap", stop_tracing))
+        tracer.start()
+    waits = BatchWaitClock().install()
+    cpu_before = cpu_seconds()
     started = time.perf_counter()
     if profiler:
         profiler.enable()
     run = dag.test()
     wall = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu_before
+    if trace_dir:
+        stop_tracing.set()
+        tracer.join()
     if profiler:
         profiler.disable()
         profiler.dump_stats(Path(profile_dir) / f"audience-{run.run_id.replace(':', '_')}.prof")
@@ -109,6 +144,7 @@ def child_run() -> dict[str, Any]:
         "warmup": warmup,
         "tasks": tasks,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "work": split(wall, cpu, waits.seconds),
         "results": summary.as_dict(),
     }
 
@@ -153,7 +189,8 @@ class Bench:
         import yaml
 
         config = yaml.safe_load((ROOT / "include" / "audience_sync.yaml").read_text())
-        config["sync"]["poll_interval"] = 0.2  # the shipped 5 s suits Mailchimp, not a zero-latency emulator
+        if not paced(os.environ.get("MAILCHIMP_BENCH_EMULATOR_ARGS", "")):
+            config["sync"]["poll_interval"] = 0.2  # the shipped 5 s suits Mailchimp, not a zero-latency emulator
         self.config.write_text(yaml.safe_dump(config, sort_keys=False))
 
     def start_emulator(self) -> None:
@@ -182,8 +219,8 @@ class Bench:
             body = resp.read()
         return json.loads(body) if body else None
 
-    def child(self, *args: str, warehouse_url: str | None = None) -> dict[str, Any]:
-        env = dict(self.env)
+    def child(self, *args: str, warehouse_url: str | None = None, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+        env = {**self.env, **(extra_env or {})}
         if warehouse_url:
             env["AIRFLOW_CONN_WAREHOUSE_DEFAULT"] = json.dumps(_airflow_conn(warehouse_url))
         out = subprocess.run([sys.executable, "-m", "scripts.bench_audience", "--child", *args],
@@ -194,9 +231,10 @@ class Bench:
             raise SystemExit(f"child {args} failed with exit code {out.returncode}")
         return json.loads(lines[-1][6:])
 
-    def measure_run(self, warehouse_url: str) -> dict[str, Any]:
+    def measure_run(self, warehouse_url: str, profile_dir: str | None = None) -> dict[str, Any]:
         before = self.admin("GET", "stats")
-        result = self.child("run", warehouse_url=warehouse_url)
+        extra = {PROFILE_ENV: profile_dir} if profile_dir else {}
+        result = self.child("run", warehouse_url=warehouse_url, extra_env=extra)
         after = self.admin("GET", "stats")
         result["http_requests"] = after["requests"] - before["requests"]
         result["batch_operations"] = after["operations_applied"] - before["operations_applied"]
@@ -243,14 +281,18 @@ def _row(db: str, size: int, phase: str, r: dict[str, Any]) -> str:
     return (f"{db:<10} {size:>7} {phase:<7} {r['state']:<8} {r['wall']:>8.1f} {task:>8.1f} {rate:>9.0f} "
             f"{r['http_requests']:>8} {r['batch_operations']:>8} {r['peak_rss_mb']:>8.0f} {r['warmup']:>7.1f} {ensure:>6.1f}"
             f" {r['emulator']['rss_mb']:>7.0f} {r['emulator']['peak_mb']:>7.0f} {r['load']:>7}"
-            f"   ok={ok} skipped={skipped} failed={failed}")
+            f"   ok={ok} skipped={skipped} failed={failed}"
+            f"   cpu={r['work']['cpu_seconds']:.1f}s ({r['work']['cpu_share']:.1%}) "
+            f"batch-wait={r['work']['batch_wait_seconds']:.1f}s ({r['work']['batch_wait_share']:.1%})")
 
 
 def orchestrate(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-audience-"))
     bench = Bench(workdir)
     print("Audience sync benchmark: the real DAG through Airflow's dag.test(), emulator at zero latency "
-          f"(separate process), poll interval 0.2 s; work dir {workdir}", flush=True)
+          f"(separate process, flags: {os.environ.get('MAILCHIMP_BENCH_EMULATOR_ARGS', '') or 'none'}), poll interval "
+          f"{'5 s (shipped)' if paced(os.environ.get('MAILCHIMP_BENCH_EMULATOR_ARGS', '')) else '0.2 s'}; "
+          f"work dir {workdir}", flush=True)
     bench.child("initdb")
     bench.start_emulator()
     assert bench.emulator is not None
@@ -274,6 +316,9 @@ def orchestrate(args: argparse.Namespace) -> int:
                     print(_row(db, seeded["customers"], "first", first), flush=True)
                     rerun = bench.measure_run(url)
                     print(_row(db, seeded["customers"], "rerun", rerun), flush=True)
+                    if args.profile_rerun:  # a third run, profiled: the unprofiled figures stay as they are
+                        again = bench.measure_run(url, profile_dir=str(Path(args.profile_rerun).resolve()))
+                        print(_row(db, seeded["customers"], "rerun2p", again), flush=True)
                 finally:
                     if drop:
                         drop()
@@ -284,7 +329,12 @@ def orchestrate(args: argparse.Namespace) -> int:
           "and not included in 'dag s'; 'task s' is sync_members alone, 'ens s' the ensure_audience task. rec/s = customer rows / dag s. 'http req' and 'batch op' come "
           "from the emulator's /_emulator/stats. 'peak MB' is ru_maxrss of the process running dag.test(). "
           "'emu MB' / 'emu pk' are the emulator's resident memory after the run and its peak so far "
-          "(VmRSS / VmHWM), 'load' the 1-minute load average over the machine's cores after the run.")
+          "(VmRSS / VmHWM), 'load' the 1-minute load average over the machine's cores after the run. "
+          "'cpu' is the CPU time (user + system) of the process running dag.test() during it, and its share "
+          "of 'dag s' (the product's own work, Airflow and SQLite included); 'batch-wait' the time spent in "
+          "BatchRunner.wait (blocked on Mailchimp's batches) and its share of 'dag s'. "
+          f"Emulator flags: {os.environ.get('MAILCHIMP_BENCH_EMULATOR_ARGS', '') or 'none'} (with --pace the shipped "
+          "5 s poll interval is kept).")
     return 0
 
 
@@ -295,11 +345,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-url", default=os.environ.get("MAILCHIMP_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--profile", metavar="DIR", help="write a cProfile of each run's dag.test() into DIR "
                         "(times are then inflated; read them with python -m pstats)")
+    parser.add_argument("--profile-rerun", metavar="DIR", help="after the rerun, run a second no-change rerun "
+                        "under cProfile into DIR (row 'rerun2p'; the first two runs stay unprofiled)")
+    parser.add_argument("--tracemalloc", metavar="DIR", help="write a tracemalloc snapshot of each run's peak "
+                        "heap into DIR (tracemalloc.Snapshot.load; compare two sizes with Snapshot.compare_to; times are then inflated)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
         os.environ[PROFILE_ENV] = str(Path(args.profile).resolve())
+    if args.profile_rerun:
+        Path(args.profile_rerun).mkdir(parents=True, exist_ok=True)
+    if args.tracemalloc:
+        Path(args.tracemalloc).mkdir(parents=True, exist_ok=True)
+        os.environ[TRACEMALLOC_ENV] = str(Path(args.tracemalloc).resolve())
     if args.child:
         kind, *rest = args.child
         if kind == "initdb":

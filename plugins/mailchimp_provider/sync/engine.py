@@ -504,12 +504,14 @@ class SyncEngine:
         self._settled: set[str] = set()
         """Records with a write settled (ok or failed) in this run: a later pass may see them as
         skips (e.g. erased), which must not add a second row for them."""
-        self._sent: set[str] = set()
-        """Records the current pass planned writes for."""
-        self._finished: set[str] = set()
+        self._open: dict[str, list[int]] = {}
+        """Records the current pass planned writes for whose answers are not all in yet:
+        ``[operations not answered, any final answer, any other answer]``. A final answer is an
+        ``ok`` the rules call final (``Outcome.follow_up`` False). Only records in flight are kept,
+        so memory does not grow with the number of records (sets of every record sent and
+        answered took about 0.2 KB per record: 200 MB for a million members)."""
         self._follow_up: set[str] = set()
-        """Records answered in the current pass: ``_finished`` those whose every answer was an
-        ``ok`` the rules call final (``Outcome.follow_up`` False); ``_follow_up`` the rest."""
+        """Records of the current pass with all answers in that need a follow-up pass."""
 
     # -- planning ----------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -578,14 +580,14 @@ class SyncEngine:
             stats = _PassStats()
             self._start_pass()
             failed = self.failed_in_run() | self.lost_too_often()
-            self._settled = self.answered_in_run()
+            self._settled = self.answered_in_run(only)
             if self.ctx.full_refresh:  # resend everything once, not once per pass
                 failed |= self.done_in_run()
             buffer: list[PlannedOp] = []
             for plan in self._iter_plans(stats, failed, record_skips=True, only=only):
                 if not plan.ops:
                     continue
-                self._note_sent(plan.record_id)
+                self._note_sent(plan.record_id, len(plan.ops))
                 if buffer and len(buffer) + len(plan.ops) > limit:
                     yield buffer
                     buffer = []
@@ -614,20 +616,32 @@ class SyncEngine:
     # -- which records the next pass re-plans -------------------------------------------------
     def _start_pass(self) -> None:
         self.pass_no += 1
-        self._sent = set()
-        self._finished, self._follow_up = set(), set()
+        self._open, self._follow_up = {}, set()
 
-    def _note_sent(self, record_id: str) -> None:
-        self._sent.add(record_id)
+    def _note_sent(self, record_id: str, operations: int = 1) -> None:
+        entry = self._open.get(record_id)
+        if entry is None:
+            self._open[record_id] = [operations, 0, 0]
+        else:
+            entry[0] += operations
 
     def _note_answer(self, record_id: str, *, final: bool) -> None:
-        (self._finished if final else self._follow_up).add(record_id)
+        entry = self._open.get(record_id)
+        if entry is None:  # not written in this pass
+            return
+        entry[0] -= 1
+        entry[1 if final else 2] = 1
+        if entry[0] <= 0:
+            del self._open[record_id]
+            if _needs_follow_up(entry):
+                self._follow_up.add(record_id)
 
     def _follow_up_ids(self) -> set[str]:
         """The records the next pass plans again. Only a record written in this pass can need a
         follow-up (e.g. its tags once the member exists): everything else was planned already and
-        found nothing to do. Of those, records the rules called final need nothing either."""
-        return self._sent - (self._finished - self._follow_up)
+        found nothing to do. Of those, records with a final answer and no other need nothing
+        either; a record left without any answer (a lost batch) is planned again."""
+        return self._follow_up | {record_id for record_id, entry in self._open.items() if _needs_follow_up(entry)}
 
     def _iter_plans(
         self, stats: _PassStats, failed: set[tuple[str, str]], *, record_skips: bool, only: set[str] | None = None
@@ -874,14 +888,20 @@ class SyncEngine:
         """``(record_id, operation)`` of this run's confirmed writes (a full refresh sends each once)."""
         return self._in_run(OUTCOME_OK)
 
-    def answered_in_run(self) -> set[str]:
-        """Records Mailchimp answered for in this run (any result row with an HTTP status)."""
+    def answered_in_run(self, record_ids: set[str] | None = None) -> set[str]:
+        """Records Mailchimp answered for in this run (any result row with an HTTP status), of
+        ``record_ids`` when given (a follow-up pass plans only those: the first run of a million
+        members need not hold a million ids)."""
         t = self.tables.sync_result
         stmt = sa.select(t.c.record_id).where(
             t.c.run_id == self.ctx.run_id, t.c.entity == self.entity, t.c.http_status.is_not(None)
         ).distinct()
         with self.db.connect() as conn:
-            return {r.record_id for r in conn.execute(stmt)}
+            if record_ids is None:
+                return {r.record_id for r in conn.execute(stmt)}
+            stmt = stmt.where(t.c.record_id.in_(sa.bindparam("ids", expanding=True)))
+            return {r.record_id for part in _chunks(sorted(record_ids), STATE_LOOKUP_CHUNK)
+                    for r in conn.execute(stmt, {"ids": part})}
 
     def _in_run(self, outcome: str) -> set[tuple[str, str]]:
         t = self.tables.sync_result
@@ -1448,6 +1468,12 @@ def _row_clues(row: dict[str, Any], key: str, n: int = 3) -> str:
     """The first few non-empty values of a row, so a person can find it in the source."""
     clues = [f"{k}={_shorten(v)}" for k, v in row.items() if k != key and not k.startswith("_") and v not in (None, "")]
     return ", ".join(clues[:n]) or "every column is empty"
+
+
+def _needs_follow_up(entry: list[int]) -> bool:
+    """An ``_open`` entry ``[unanswered, any final, any other]`` whose record the next pass plans
+    again: no final answer (none at all, e.g. a lost batch), or an answer that is not final."""
+    return not entry[1] or bool(entry[2])
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -72,7 +72,7 @@ class EcommerceSyncEngine(SyncEngine):
 
     # The next pass re-plans exactly ``_unconfirmed`` (see ``source_chunks``), so the generic
     # per-pass sets of sent and answered records (100k ids each for 100k orders) are not kept.
-    def _note_sent(self, record_id: str) -> None:
+    def _note_sent(self, record_id: str, operations: int = 1) -> None:
         pass
 
     def _note_answer(self, record_id: str, *, final: bool) -> None:
