@@ -152,6 +152,27 @@ def child_run() -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 # orchestration
 # ------------------------------------------------------------------------------------------------
+def airflow_child_env(home: Path, plugins_dir: Path, port: int) -> dict[str, str]:
+    """The environment of a benchmark's Airflow process: its own home and SQLite metadata DB, the
+    shipped DAGs, no plugins (the UI plugin is not benchmarked), the emulator on ``port`` as
+    ``mailchimp_default``."""
+    bundles = json.dumps([{"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+                           "kwargs": {"path": str(ROOT / "dags")}}])
+    base = f"http://127.0.0.1:{port}/3.0"
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": bundles,
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins_dir),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins"), str(ROOT / "emulator")]),
+        "AIRFLOW_CONN_MAILCHIMP_DEFAULT": f"mailchimp://:{quote(API_KEY, safe='')}@127.0.0.1:{port}/?base_url={quote(base, safe='')}",
+    }
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -167,21 +188,9 @@ class Bench:
         self._write_config()
         home = workdir / "airflow"
         home.mkdir()
-        bundles = json.dumps([{"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-                               "kwargs": {"path": str(ROOT / "dags")}}])
         self.env = {
-            **os.environ,
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": bundles,
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(workdir / "no-plugins"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins"), str(ROOT / "emulator")]),
+            **airflow_child_env(home, workdir / "no-plugins", self.port),
             "MAILCHIMP_AUDIENCE_SYNC_CONFIG": str(self.config),
-            "AIRFLOW_CONN_MAILCHIMP_DEFAULT": (
-                f"mailchimp://:{quote(API_KEY, safe='')}@127.0.0.1:{self.port}/?base_url={quote(self.root_url + '/3.0', safe='')}"),
         }
         self.emulator: subprocess.Popen[bytes] | None = None
 

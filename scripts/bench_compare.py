@@ -179,24 +179,11 @@ def serve_seeded_emulator(port: int, members: int, campaigns: int) -> None:
     """Seed one account through the emulator's own handlers, then serve it (the child process)."""
     import uvicorn
 
-    sys.path.insert(0, str(ROOT / "emulator"))
-    from mailchimp_emulator.app import Emulator
-    from mailchimp_emulator.campaigns import inject_activity
-    from mailchimp_emulator.routing import Call, router
+    from scripts.bench_engagement import seeded_account
 
-    emulator = Emulator([API_KEY])
+    emulator, call, list_id = seeded_account("Readers")
     state = emulator.state
-
-    def call(method: str, path: str, body: Any = None) -> Any:
-        return router.dispatch(Call(method=method, path=path, params={}, body=body, state=state)).body
-
-    list_id = call("POST", "/lists", {
-        "name": "Readers", "permission_reminder": "You signed up.", "email_type_option": False,
-        "contact": {"company": "Acme", "address1": "1 Main St", "city": "Springfield", "state": "IL",
-                    "zip": "62701", "country": "US"},
-        "campaign_defaults": {"from_name": "Acme", "from_email": "news@acme-outfitters.com",
-                              "subject": "News", "language": "en"},
-    })["id"]
+    from mailchimp_emulator.campaigns import inject_activity
     for start in range(0, members, 500):
         call("POST", f"/lists/{list_id}", {"update_existing": True, "members": [
             {"email_address": f"reader{n:07d}@brightmail.co", "status": "subscribed",

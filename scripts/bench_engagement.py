@@ -40,6 +40,7 @@ import uuid
 from urllib.parse import quote
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from scripts.procmem import load_average, process_memory_mb
@@ -58,26 +59,33 @@ LINKS = ("https://shop.acme-outfitters.com/", "https://shop.acme-outfitters.com/
 # ------------------------------------------------------------------------------------------------
 # the emulator (child process)
 # ------------------------------------------------------------------------------------------------
-def serve_emulator(port: int, campaigns: int, recipients: int) -> None:
-    """Seed an emulator account in-process, then serve it (runs in the child process)."""
-    import uvicorn
-
+def seeded_account(list_name: str) -> tuple[Any, Callable[..., Any], str]:
+    """An in-process emulator with one audience, and ``call(method, path, body)`` that goes through
+    its own handlers (seeding a million rows over HTTP would take longer than the benchmark)."""
     from mailchimp_emulator.app import Emulator
     from mailchimp_emulator.routing import Call, router
 
     emulator = Emulator([API_KEY])
-    state = emulator.state
 
     def call(method: str, path: str, body: Any = None) -> Any:
-        return router.dispatch(Call(method=method, path=path, params={}, body=body, state=state)).body
+        return router.dispatch(Call(method=method, path=path, params={}, body=body, state=emulator.state)).body
 
     list_id = call("POST", "/lists", {
-        "name": "Bench", "permission_reminder": "You signed up.", "email_type_option": False,
+        "name": list_name, "permission_reminder": "You signed up.", "email_type_option": False,
         "contact": {"company": "Acme", "address1": "1 Main St", "city": "Springfield", "state": "IL",
                     "zip": "62701", "country": "US"},
         "campaign_defaults": {"from_name": "Acme", "from_email": "news@acme-outfitters.com",
                               "subject": "News", "language": "en"},
     })["id"]
+    return emulator, call, list_id
+
+
+def serve_emulator(port: int, campaigns: int, recipients: int) -> None:
+    """Seed an emulator account in-process, then serve it (runs in the child process)."""
+    import uvicorn
+
+    emulator, call, list_id = seeded_account("Bench")
+    state = emulator.state
     rng = random.Random(6)
     sent_at = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(days=3)
     stamp = lambda seconds: (sent_at + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S+00:00")  # noqa: E731

@@ -25,10 +25,8 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parents[1]
-API_KEY = "0123456789abcdef0123456789abcdef-us1"
 DAG_ID = "mailchimp_engagement_pull"
 
 
@@ -96,7 +94,7 @@ def _child(env: dict[str, str], what: str) -> dict[str, Any]:
 def orchestrate(args: argparse.Namespace) -> int:
     import yaml
 
-    from scripts.bench_audience import _airflow_conn, _pg_database
+    from scripts.bench_audience import _airflow_conn, _pg_database, airflow_child_env
     from scripts.bench_engagement import serve_seeded_emulator
 
     print(f"Seeding the emulator: {args.campaigns} campaigns x {args.recipients} recipients ...", flush=True)
@@ -104,21 +102,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-shards-"))
     (work / "airflow").mkdir()
     (work / "no-plugins").mkdir()
-    bundles = json.dumps([{"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
-                           "kwargs": {"path": str(ROOT / "dags")}}])
-    base = f"http://127.0.0.1:{port}/3.0"
-    env = {
-        **os.environ,
-        "AIRFLOW_HOME": str(work / "airflow"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": bundles,
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(work / "no-plugins"),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{work / 'airflow' / 'airflow.db'}",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins"), str(ROOT / "emulator")]),
-        "AIRFLOW_CONN_MAILCHIMP_DEFAULT": f"mailchimp://:{quote(API_KEY, safe='')}@127.0.0.1:{port}/?base_url={quote(base, safe='')}",
-    }
+    env = airflow_child_env(work / "airflow", work / "no-plugins", port)
     try:
         _child(env, "initdb")
         print(f"\n{'shards':>6}{'instances':>10}{'batches':>8}{'rows':>11}{'dag s':>8}{'activity task s (sum)':>23}"

@@ -48,19 +48,22 @@ def test_state_dump_is_json_of_the_account(emulator, mc, list_id):
     assert dump["faults"]["max_concurrent"] == 10
 
 
+def create_list(client, name: str) -> str:
+    """An audience with the fields Mailchimp requires (contact, permission reminder, campaign defaults)."""
+    return client.lists.create_list({
+        "name": name,
+        "contact": {"company": "Acme", "address1": "1 Main St", "city": "Springfield", "state": "IL", "zip": "62701", "country": "US"},
+        "permission_reminder": "You signed up.",
+        "campaign_defaults": {"from_name": "Acme", "from_email": "news@acme-outfitters.com", "subject": "Hi", "language": "en"},
+        "email_type_option": False,
+    })["id"]
+
+
 def test_state_survives_a_restart(tmp_path):
     path = tmp_path / "state.json"
     running, server, thread = start_emulator(state_file=path)
     client = sdk(running)
-    list_id = client.lists.create_list(
-        {
-            "name": "Persisted",
-            "contact": {"company": "Acme", "address1": "1 Main St", "city": "Springfield", "state": "IL", "zip": "62701", "country": "US"},
-            "permission_reminder": "You signed up.",
-            "campaign_defaults": {"from_name": "Acme", "from_email": "news@acme-outfitters.com", "subject": "Hi", "language": "en"},
-            "email_type_option": False,
-        }
-    )["id"]
+    list_id = create_list(client, "Persisted")
     client.lists.add_list_member(list_id, {"email_address": "kept@acme-outfitters.com", "status": "subscribed", "tags": ["vip"]})
     client.lists.add_list_member(list_id, {"email_address": "gone@acme-outfitters.com", "status": "subscribed"})
     client.lists.delete_list_member_permanent(list_id, "gone@acme-outfitters.com")
@@ -140,15 +143,7 @@ def test_member_api_form_is_the_same_after_a_restart(tmp_path):
     path = tmp_path / "state.json"
     running, server, thread = start_emulator(state_file=path)
     client = sdk(running)
-    list_id = client.lists.create_list(
-        {
-            "name": "Round trip",
-            "contact": {"company": "Acme", "address1": "1 Main St", "city": "Springfield", "state": "IL", "zip": "62701", "country": "US"},
-            "permission_reminder": "You signed up.",
-            "campaign_defaults": {"from_name": "Acme", "from_email": "news@acme-outfitters.com", "subject": "Hi", "language": "en"},
-            "email_type_option": False,
-        }
-    )["id"]
+    list_id = create_list(client, "Round trip")
     address = {"addr1": "14 Harbour View", "addr2": "", "city": "Leeds", "state": "West Yorkshire", "zip": "LS1 4AP", "country": "GB"}
     client.lists.add_list_member(list_id, {
         "email_address": "ann.lee@acme-outfitters.com", "status": "subscribed", "tags": ["vip", "Retail"],
