@@ -351,31 +351,20 @@ class AudienceRules(EntityRules):
     ) -> Iterator[RecordPlan]:
         """Archive the members whose customer row left the source query (``on_delete: archive``),
         under the mass-delete guard; people with an erasure request are erased instead."""
-        from mailchimp_provider.sync.deletions import gone_ids, held_count, mass_delete_refusal
+        from mailchimp_provider.sync.deletions import plan_removals
 
-        skip = (ERASED, ARCHIVED)
-        gone = [r for r in gone_ids(engine, self, record_ids, skip_statuses=skip) if r not in erasing]
-        if not gone:
-            return
-        refused = None
-        if record_ids is None:
-            refused = mass_delete_refusal(ctx, self.config.mass_delete, "members", len(gone),
-                                          held_count(engine, ENTITY, skip_statuses=skip), verb="archived")
-        states = engine.load_states(gone)
-        for record_id in gone:
-            state = states.get(record_id)
-            if state is None or not state.mailchimp_id:
-                continue
-            if refused:
-                yield RecordPlan(record_id, skips=[Skip(record_id, "mass_delete_refused", refused, "archive")])
-                continue
-            op = PlannedOp(record_id, STEP_ARCHIVE, "archive", "DELETE",
-                           api_path("lists", self.list_id, "members", state.mailchimp_id), None,
-                           payload_hash(["archive", state.mailchimp_id]), "archive",
-                           status_decision="archived",
-                           detail=f"customer {record_id} ({state.email or state.mailchimp_id}) is no longer in the "
-                                  f"{self.sql_name} query")
-            yield RecordPlan(record_id, ops=[op])
+        yield from plan_removals(engine, self, ctx, record_ids, guard=self.config.mass_delete, what="members",
+                                 removal=self._archive_plan, skip_statuses=(ERASED, ARCHIVED), exclude=erasing,
+                                 verb="archived", operation="archive")
+
+    def _archive_plan(self, record_id: str, state: StateRow) -> RecordPlan:
+        op = PlannedOp(record_id, STEP_ARCHIVE, "archive", "DELETE",
+                       api_path("lists", self.list_id, "members", state.mailchimp_id), None,
+                       payload_hash(["archive", state.mailchimp_id]), "archive",
+                       status_decision="archived",
+                       detail=f"customer {record_id} ({state.email or state.mailchimp_id}) is no longer in the "
+                              f"{self.sql_name} query")
+        return RecordPlan(record_id, ops=[op])
 
     def _plan_row(
         self,

@@ -17,13 +17,13 @@ children of a record (variants of a product, lines of an order).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import sqlalchemy as sa
 
 if TYPE_CHECKING:
     from mailchimp_provider.config import MassDeleteSpec
-    from mailchimp_provider.sync.engine import EntityRules, RunContext, SyncEngine
+    from mailchimp_provider.sync.engine import EntityRules, RecordPlan, RunContext, StateRow, SyncEngine
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +93,33 @@ def mass_delete_refusal(
                "param allow_mass_delete (check the query first: a broken view returns nothing)")
     log.warning("%s", message)
     return message
+
+
+def plan_removals(
+    engine: "SyncEngine", rules: "EntityRules", ctx: "RunContext", record_ids: Sequence[str] | None, *,
+    guard: "MassDeleteSpec", what: str, removal: Callable[[str, "StateRow"], "RecordPlan"],
+    skip_statuses: Sequence[str] = (), exclude: frozenset[str] | set[str] = frozenset(), verb: str = "deleted",
+    operation: str = "skip",
+) -> Iterator["RecordPlan"]:
+    """The plans that take gone records out of Mailchimp: ``removal(record_id, state)`` for each
+    record :func:`gone_ids` finds (minus ``exclude``) that Mailchimp holds, or, when the guard
+    refuses the lot, a ``mass_delete_refused`` skip for each. A re-planning pass (``record_ids``
+    given) writes only what its first pass let through, so the guard is not asked again."""
+    from mailchimp_provider.sync.engine import RecordPlan, Skip
+
+    gone = [r for r in gone_ids(engine, rules, record_ids, skip_statuses=skip_statuses) if r not in exclude]
+    if not gone:
+        return
+    refused = None
+    if record_ids is None and not ctx.data.get("allow_mass_delete"):
+        refused = mass_delete_refusal(ctx, guard, what, len(gone),
+                                      held_count(engine, rules.entity, skip_statuses=skip_statuses), verb=verb)
+    states = engine.load_states(gone, rules.entity)
+    for record_id in gone:
+        state = states.get(record_id)
+        if state is None or not state.mailchimp_id:
+            continue
+        if refused:
+            yield RecordPlan(record_id, skips=[Skip(record_id, "mass_delete_refused", refused, operation)])
+        else:
+            yield removal(record_id, state)

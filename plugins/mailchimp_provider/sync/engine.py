@@ -838,14 +838,15 @@ class SyncEngine:
                 out.extend(read(r) for r in result)
         return out
 
-    def load_states(self, record_ids: Iterable[str]) -> dict[str, StateRow]:
-        """``sync_state`` rows of this entity for ``record_ids``."""
+    def load_states(self, record_ids: Iterable[str], entity: str | None = None) -> dict[str, StateRow]:
+        """``sync_state`` rows of this entity (or of ``entity``, e.g. a dependency) for ``record_ids``."""
         ids = list(dict.fromkeys(record_ids))
         table = self.tables.sync_state
         out: dict[str, StateRow] = {}
         if not ids:
             return out
-        stmt = sa.select(table).where(table.c.entity == self.entity, table.c.record_id.in_(sa.bindparam("ids", expanding=True)))
+        stmt = sa.select(table).where(table.c.entity == (entity or self.entity),
+                                      table.c.record_id.in_(sa.bindparam("ids", expanding=True)))
         with self.db.connect() as conn:
             for part in _chunks(ids, STATE_LOOKUP_CHUNK):
                 for row in conn.execute(stmt, {"ids": part}):

@@ -129,7 +129,7 @@ class EcommerceSyncEngine(SyncEngine):
 
         return run_summary(self.db, self.tables, self.ctx.run_id, self.entity, total_records=self._full_records)
 
-    def load_states(self, record_ids: Iterable[str]) -> dict[str, StateRow]:
+    def load_states(self, record_ids: Iterable[str], entity: str | None = None) -> dict[str, StateRow]:
         """``SyncEngine.load_states`` without SQLAlchemy's per-row type processing: a no-change
         run over 100k orders reads 100k states, and only ``extra`` needs decoding to plan.
         Timestamps stay as the driver returns them; writing a state back accepts either form."""
@@ -140,7 +140,7 @@ class EcommerceSyncEngine(SyncEngine):
         t = self.tables.sync_state
         columns = [c.name for c in t.columns if c.name != "updated_at"]
         stmt = sa.select(*(sa.literal_column(f'"{name}"') for name in columns)).select_from(t).where(
-            sa.literal_column('"entity"') == self.entity,
+            sa.literal_column('"entity"') == (entity or self.entity),
             sa.literal_column('"record_id"').in_(sa.bindparam("ids", expanding=True)),
         )
         with self.db.connect() as conn:

@@ -67,7 +67,7 @@ from mailchimp_provider.sync.engine import (
     failure_reason,
     payload_hash,
 )
-from mailchimp_provider.sync.deletions import gone_ids, held_count, mass_delete_refusal
+from mailchimp_provider.sync.deletions import mass_delete_refusal, plan_removals
 from mailchimp_provider.sync.paths import path_segment
 
 if TYPE_CHECKING:
@@ -403,19 +403,10 @@ class CommerceRules(EntityRules):
         policy = getattr(self.config.on_delete, self.entity, "ignore")
         if policy == "ignore" or ctx.data.get("source_absent"):
             return
-        gone = gone_ids(engine, self, record_ids)
-        if not gone:
-            return
-        states = load_states_for(engine, self.entity, gone)
-        refused = None if record_ids is not None else self.mass_delete_refusal(engine, ctx, len(gone))
-        for record_id in gone:
-            state = states.get(record_id)
-            if state is None or not state.mailchimp_id:
-                continue
-            if refused:
-                yield RecordPlan(record_id, skips=[Skip(record_id, "mass_delete_refused", refused)])
-                continue
-            yield self.removal(record_id, state, policy, "its row is no longer in the source query")
+        yield from plan_removals(
+            engine, self, ctx, record_ids, guard=self.config.mass_delete, what=f"{self.entity} records",
+            removal=lambda record_id, state: self.removal(record_id, state, policy,
+                                                          "its row is no longer in the source query"))
 
     def removal(self, record_id: str, state: StateRow, policy: str, why: str) -> RecordPlan:
         """The write that takes a record out of Mailchimp."""
@@ -423,13 +414,6 @@ class CommerceRules(EntityRules):
         op = PlannedOp(record_id, STEP_DELETE, "delete", "DELETE", self.delete_path(record_id, state), None, hash_,
                        "delete", detail=f"{self.entity} {record_id}: {why}")
         return RecordPlan(record_id, ops=[op])
-
-    def mass_delete_refusal(self, engine: "SyncEngine", ctx: RunContext, count: int) -> str | None:
-        """Why ``count`` deletions are refused this run, or None when the guard lets them pass."""
-        if ctx.data.get("allow_mass_delete"):
-            return None
-        return mass_delete_refusal(ctx, self.config.mass_delete, f"{self.entity} records", count,
-                                   held_count(engine, self.entity))
 
     def interpret(self, op: PlannedOp | None, ref: OpRef, result: "OperationResult", state: StateRow | None) -> Outcome:
         if ref.step == STEP_DELETE:
@@ -578,18 +562,7 @@ def confirmed_ids(engine: "SyncEngine", entity: str, record_ids: Any) -> set[str
 
 def load_states_for(engine: "SyncEngine", entity: str, record_ids: Any) -> dict[str, StateRow]:
     """``sync_state`` rows of another entity (dependencies), in bounded ``IN`` lookups."""
-    ids = sorted({str(i) for i in record_ids})
-    out: dict[str, StateRow] = {}
-    if not ids:
-        return out
-    table = engine.tables.sync_state
-    stmt = sa.select(table).where(table.c.entity == entity, table.c.record_id.in_(sa.bindparam("ids", expanding=True)))
-    with engine.db.connect() as conn:
-        for start in range(0, len(ids), 900):
-            for row in conn.execute(stmt, {"ids": ids[start:start + 900]}):
-                state = StateRow.from_row(row)
-                out[state.record_id] = state
-    return out
+    return SyncEngine.load_states(engine, (str(i) for i in record_ids), entity)  # typed rows, as dependencies need
 
 
 def planned_in_run(engine: "SyncEngine", ctx: RunContext, entity: str, record_ids: Any) -> set[str]:
