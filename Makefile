@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Trust the platform certificate store (machines behind a TLS-inspecting proxy need it).
 export UV_SYSTEM_CERTS ?= 1
 
-.PHONY: setup demo test test-fast bench bench-compare lock lint clean stack stack-down
+.PHONY: setup demo test test-fast bench bench-compare lock lint clean stack stack-down bench-stack-fanout
 
 setup: $(STAMP)
 
@@ -51,6 +51,11 @@ bench: setup
 # .bench/tap-mailchimp at first use): scripts/bench_compare.py; sizes in BENCH_COMPARE_ARGS.
 bench-compare: setup
 	$(BIN)/python -m scripts.bench_compare $(BENCH_COMPARE_ARGS)
+
+# One Celery worker against two on a stack of its own (.bench/stack-fanout), the email activity
+# mapped over shards: scripts/bench_stack_fanout.py; sizes and shard counts in BENCH_FANOUT_ARGS.
+bench-stack-fanout: setup
+	$(BIN)/python -m scripts.bench_stack_fanout $(BENCH_FANOUT_ARGS)
 
 # Re-pin requirements.txt from requirements.in (needs uv).
 lock:

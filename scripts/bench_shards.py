@@ -43,8 +43,6 @@ def child_run() -> dict[str, Any]:
     """One ``dag.test()`` of the activity part of the DAG, with the config of the environment."""
     import importlib.util
 
-    import sqlalchemy as sa
-
     spec = importlib.util.spec_from_file_location("engagement_dag", ROOT / "dags" / f"{DAG_ID}.py")
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
@@ -63,17 +61,25 @@ def child_run() -> dict[str, Any]:
     from mailchimp_provider.warehouse.connection import get_engine
     from mailchimp_provider.warehouse.tables import WarehouseTables
 
-    tables = WarehouseTables()
     with get_engine("warehouse_default").connect() as conn:
-        rows = conn.execute(sa.select(sa.func.count()).select_from(tables.activity)).scalar_one()
-        digest = conn.execute(sa.text(
-            f"SELECT md5(string_agg(campaign_id || member_id || action || timestamp::text || url_key, ',' "
-            f"ORDER BY campaign_id, member_id, action, timestamp, url_key)) FROM {tables.table_name('activity')}"
-        )).scalar_one()
-        batches = conn.execute(sa.select(sa.func.count()).select_from(tables.batch)
-                               .where(tables.batch.c.entity == "email_activity")).scalar_one()
+        loaded = activity_fingerprint(conn, WarehouseTables())
     return {"state": str(run.state), "wall": wall, "instances": len(activity), "task_sum": sum(durations),
-            "task_max": max(durations, default=0.0), "rows": rows, "digest": digest, "batches": batches}
+            "task_max": max(durations, default=0.0), **loaded}
+
+
+def activity_fingerprint(conn: Any, tables: Any) -> dict[str, Any]:
+    """``rows``, ``digest`` (MD5 over every activity row's key, in key order: equal digests, equal
+    rows) and ``batches`` (email-activity batches in the ledger) of a PostgreSQL warehouse."""
+    import sqlalchemy as sa
+
+    rows = conn.execute(sa.select(sa.func.count()).select_from(tables.activity)).scalar_one()
+    digest = conn.execute(sa.text(
+        f"SELECT md5(string_agg(campaign_id || member_id || action || timestamp::text || url_key, ',' "
+        f"ORDER BY campaign_id, member_id, action, timestamp, url_key)) FROM {tables.table_name('activity')}"
+    )).scalar_one()
+    batches = conn.execute(sa.select(sa.func.count()).select_from(tables.batch)
+                           .where(tables.batch.c.entity == "email_activity")).scalar_one()
+    return {"rows": rows, "digest": digest, "batches": batches}
 
 
 def _admin(port: int, path: str) -> Any:

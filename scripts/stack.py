@@ -66,6 +66,8 @@ class StackConfig:
     extra_dag_folders: list[Path] = field(default_factory=list)
     """More DAG bundles beside dags/ (the tests add theirs)."""
     emulator_args: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """More environment for every process of the stack (the fan-out benchmark's config folder)."""
 
 
 @dataclass
@@ -248,6 +250,7 @@ def process_env(config: StackConfig) -> dict[str, str]:
             "AIRFLOW_HOME": str(config.home / "airflow"),
             "MAILCHIMP_LIMITER_REDIS_URL": config.redis_url,
             "PYTHONUNBUFFERED": "1",
+            **config.extra_env,
         }
     )
     return env
@@ -544,6 +547,31 @@ def restart(stack: Stack, name: str) -> int:
     stack.pids[name] = _spawn(stack.config, name, commands[name], process_env(stack.config))
     _save(stack)
     return stack.pids[name]
+
+
+def stop_service(stack: Stack, name: str) -> None:
+    """Stop service ``name`` (e.g. one of the two workers) and forget its PID; ``restart`` starts it again."""
+    pid = stack.pids.pop(name, None)
+    if pid and _group_alive(pid):
+        stop_group(pid)
+    _save(stack)
+
+
+def restart_worker(stack: Stack, name: str, *, timeout: float = 240) -> int:
+    """Start Celery worker ``name`` again and return its PID once it consumes its queue."""
+    log = stack.config.home / "logs" / f"{name}.log"
+    seen = log.stat().st_size if log.exists() else 0
+    pid = restart(stack, name)
+
+    def ready() -> bool:
+        if not _alive(pid):
+            raise SystemExit(f"{name} exited; see {log}")
+        with log.open("rb") as handle:
+            handle.seek(seen)
+            return b" ready." in handle.read()
+
+    _wait(ready, timeout, f"{name} did not come up again", stack.config)
+    return pid
 
 
 def down(home: Path = ROOT / ".stack", *, keep_databases: bool = True, quiet: bool = False) -> list[str]:

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from scripts.bench_stack_fanout import CONFIG_DIR_ENV, FANOUT_DAGS, write_fanout_configs  # noqa: E402
 from scripts.stack import Stack, StackConfig, down, free_port, redis_ping, up  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -76,10 +77,15 @@ def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
         require(False, "PostgreSQL at 127.0.0.1:5432", f"{type(exc).__name__}; `.ci/run` starts it")
     home = tmp_path_factory.mktemp("stack")
+    # The fan-out DAGs (test_stack_fanout.py): one unsharded task polling, two mapped shards deferring,
+    # each into tables of its own.
+    write_fanout_configs(home / "fanout", [1], own_tables=True)
+    write_fanout_configs(home / "fanout", [2], own_tables=True, deferrable=True, poll=1.0)
     config = StackConfig(
         home=home, name=f"mc_stacktest_{session_tag()}", redis_url=redis_url,
         api_port=free_port(), emulator_port=free_port(),  # never 8080/8765: a `make stack` may want them
-        worker_concurrency=2, extra_dag_folders=[HERE / "dags"],
+        worker_concurrency=2, extra_dag_folders=[HERE / "dags", FANOUT_DAGS],
+        extra_env={CONFIG_DIR_ENV: str(home / "fanout")},
     )
     try:
         started = up(config, quiet=True)
