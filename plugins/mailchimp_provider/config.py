@@ -362,9 +362,16 @@ class SyncTuning:
     """Seconds between batch status checks."""
     stall_timeout: float = 1800.0
     """Fail (with a hint) when a batch makes no progress for this long."""
+    audit_full_walk_hours: float = 24.0
+    """The audit before writing reads only members who left marketing, except when the last full
+    member walk (its own or the engagement pull's) started longer ago than this: then it reads every
+    member changed since, so a member who came back to subscribed is known within this bound
+    (``sync/audit.py``). 0 makes every audit a full walk."""
 
     def validate(self) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
+        if self.audit_full_walk_hours < 0:
+            problems.append(("audit_full_walk_hours", "must not be negative (0: every audit reads every changed member)"))
         for key in ("max_operations_per_batch", "chunk_size", "max_attempts"):
             if getattr(self, key) < 1:
                 problems.append((key, "must be at least 1"))

@@ -15,6 +15,7 @@ engine.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Iterator
 
 from mailchimp_provider.operators.base import MailchimpBatchLifecycleOperator
@@ -143,7 +144,7 @@ class MailchimpSyncOperator(MailchimpBatchLifecycleOperator):
             self.log.info("Run parameters: full_refresh=%s dry_run=%s retry_archived=%s retry_failed=%s",
                           run.full_refresh, run.dry_run, run.retry_archived, run.retry_failed)
         run.data["sent_since"] = self.first_submission(context)
-        self.audit(engine)
+        self.audit(engine, timedelta(hours=tuning.audit_full_walk_hours))
         self._engine_cache = (context, engine)
         return engine
 
@@ -156,14 +157,16 @@ class MailchimpSyncOperator(MailchimpBatchLifecycleOperator):
                  if e.submitted_at is not None]
         return min(times) if times else None
 
-    def audit(self, engine: "SyncEngine") -> None:
-        """Before planning, read what changed in the audience the rules write to (``sync/audit.py``).
-        Once per execution; a read error fails the task before anything is sent."""
+    def audit(self, engine: "SyncEngine", full_walk_after: timedelta) -> None:
+        """Before planning, read who left the audience the rules write to, or every changed member
+        when the last full walk is ``full_walk_after`` old (``sync/audit.py``). Once per execution;
+        a read error fails the task before anything is sent."""
         from mailchimp_provider.sync.audit import audit_members
 
         list_id = engine.rules.audited_list(self.hook)
         if list_id:
-            self.log.info("%s", audit_members(self.hook, engine.db, engine.tables, list_id).describe())
+            report = audit_members(self.hook, engine.db, engine.tables, list_id, full_walk_after=full_walk_after)
+            self.log.info("%s", report.describe())
 
     # -- entry points: safety inputs first, and fatal when unreadable -----------------------------------
     def execute(self, context: "Context") -> Any:

@@ -13,13 +13,19 @@ of it (they would otherwise move to the end and be read stale, or twice); the ne
 Rows are committed page by page; the list's watermark (the largest ``last_changed`` read) is
 committed only once both walks are done, so it never covers rows that are not in the warehouse.
 The first run has no watermark and reads everything.
+
+The forward sync's audit before writing (``sync/audit.py``) reads only the members who left
+marketing (:func:`pull_left_members`: one walk per status in :data:`LEFT_STATUSES`) under its own
+watermark, ``members_left``. The full walk reads those too, so it advances both watermarks; the
+audit advances only its own. Both write ``mailchimp_member`` through one loader, which never
+replaces a row with an older read of the same member (a smaller ``last_changed``).
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Sequence
 
 import sqlalchemy as sa
 
@@ -29,11 +35,13 @@ from mailchimp_provider.reverse.config import EngagementConfig
 from mailchimp_provider.reverse.loading import LoadStats, chunks, merge_rows
 from mailchimp_provider.reverse.normalise import list_row, member_row, member_unsubscribe_row
 from mailchimp_provider.sync.paths import api_path
-from mailchimp_provider.warehouse.tables import WarehouseTables
+from mailchimp_provider.warehouse.tables import WarehouseTables, to_utc
 
 log = logging.getLogger(__name__)
 
 MEMBER_WALKS: tuple[str | None, ...] = (None, "archived")
+LEFT_STATUSES: tuple[str, ...] = ("archived", "unsubscribed", "cleaned")
+"""Statuses of members who left marketing: the audit's walks (Mailchimp's ``status`` takes one)."""
 
 
 def mailchimp_time(value: datetime) -> str:
@@ -71,23 +79,81 @@ def pull_members(
     *,
     now: datetime | None = None,
 ) -> LoadStats:
-    """Read members of ``list_id`` changed since the watermark (minus the lookback); see the module doc."""
+    """Read members of ``list_id`` changed since the watermark (minus the lookback); see the module doc.
+
+    Every status is read, so the audit's ``members_left`` watermark moves with ``members``."""
     stats = LoadStats()
     walk_start = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     with engine.connect() as conn:
         mark = watermarks.get_timestamp(conn, tables, watermarks.MEMBERS, list_id)
+    newest = _walk_members(hook, engine, tables, list_id, config, MEMBER_WALKS, mark, walk_start, stats)
+    with engine.begin() as conn:
+        if newest is not None:
+            watermarks.advance_timestamps(conn, tables, watermarks.MEMBERS, {list_id: min(newest, walk_start)})
+        watermarks.advance_timestamps(conn, tables, watermarks.MEMBERS_LEFT, {list_id: _left_mark(newest, walk_start)})
+        watermarks.advance_timestamps(conn, tables, watermarks.MEMBERS_FULL_WALK, {list_id: walk_start})
+    return stats
+
+
+def pull_left_members(
+    hook: Any,
+    engine: sa.Engine,
+    tables: WarehouseTables,
+    list_id: str,
+    config: EngagementConfig,
+    *,
+    now: datetime | None = None,
+) -> tuple[LoadStats, datetime | None]:
+    """Read the members of ``list_id`` in :data:`LEFT_STATUSES` changed since the ``members_left``
+    watermark (else the ``members`` one, which covers them too) minus the lookback, and advance
+    ``members_left`` only. Returns the stats and the watermark the window started from.
+
+    A member who moves *back* to subscribed is not read here: ``mailchimp_member`` keeps the status
+    they left with until the full walk (:func:`pull_members`) or the sync's next write to them."""
+    stats = LoadStats()
+    walk_start = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    with engine.connect() as conn:
+        mark = (watermarks.get_timestamp(conn, tables, watermarks.MEMBERS_LEFT, list_id)
+                or watermarks.get_timestamp(conn, tables, watermarks.MEMBERS, list_id))
+    newest = _walk_members(hook, engine, tables, list_id, config, LEFT_STATUSES, mark, walk_start, stats)
+    with engine.begin() as conn:
+        watermarks.advance_timestamps(conn, tables, watermarks.MEMBERS_LEFT, {list_id: _left_mark(newest, walk_start)})
+    return stats, mark
+
+
+def _left_mark(newest: datetime | None, walk_start: datetime) -> datetime:
+    """The ``members_left`` watermark after a walk: the newest change read, or the walk's start when
+    it read none (nothing changed in the window; the lookback still re-reads its edge). Without
+    this, an audience with no leavers would be re-read from the start on every audit."""
+    return walk_start if newest is None else min(newest, walk_start)
+
+
+def _walk_members(
+    hook: Any,
+    engine: sa.Engine,
+    tables: WarehouseTables,
+    list_id: str,
+    config: EngagementConfig,
+    walks: Sequence[str | None],
+    mark: datetime | None,
+    walk_start: datetime,
+    stats: LoadStats,
+) -> datetime | None:
+    """One walk per status in ``walks`` (None: Mailchimp's default, every status but archived), each
+    sorted by ``last_changed`` in ``[mark - lookback, walk_start + 1 s)``; pages are committed as
+    read. Returns the largest ``last_changed`` read (None if nothing was)."""
     # ``before_last_changed`` is exclusive and has second precision: bound it at the next whole
     # second, or a change made earlier in the walk's own second would wait for the next run.
     window: dict[str, str] = {"before_last_changed": mailchimp_time(walk_start + timedelta(seconds=1))}
     if mark is not None:
         window["since_last_changed"] = mailchimp_time(mark - config.members.lookback)
     log.info(
-        "Members of list %s: %s", list_id,
+        "Members of list %s (%s): %s", list_id, ", ".join(w or "all but archived" for w in walks),
         f"changed since {window.get('since_last_changed')} (watermark {mark.isoformat()} minus lookback)"
         if mark else "first load, reading every member",
     )
     newest: datetime | None = None
-    for status in MEMBER_WALKS:
+    for status in walks:
         params = dict(window, exclude_fields="members._links")
         if status:
             params["status"] = status
@@ -104,29 +170,43 @@ def pull_members(
             for row in rows:
                 if row["last_changed"] is not None and (newest is None or row["last_changed"] > newest):
                     newest = row["last_changed"]
-    if newest is not None:
-        with engine.begin() as conn:
-            watermarks.advance_timestamps(conn, tables, watermarks.MEMBERS, {list_id: min(newest, walk_start)})
-    return stats
+    return newest
 
 
 def _load_member_page(
     conn: sa.Connection, tables: WarehouseTables, list_id: str, rows: list[dict[str, Any]], stats: LoadStats
 ) -> None:
-    """Upsert a page of members; a member whose status *became* ``unsubscribed`` adds an unsubscribe."""
+    """Upsert a page of members; a member whose status *became* ``unsubscribed`` adds an unsubscribe.
+
+    A row older than the stored one (smaller ``last_changed``: the audit and the full walk read the
+    same member at different times) is left out and counted as unchanged."""
     t = tables.member
     ids = [r["member_id"] for r in rows]
-    before = dict(
-        conn.execute(sa.select(t.c.member_id, t.c.status).where(t.c.list_id == list_id, t.c.member_id.in_(ids))).all()
-    )
-    stats.record(tables.table_name("member"), merge_rows(conn, t, rows, tables.key("member")))
+    before = {
+        member_id: (status, to_utc(changed))
+        for member_id, status, changed in conn.execute(
+            sa.select(t.c.member_id, t.c.status, t.c.last_changed).where(t.c.list_id == list_id, t.c.member_id.in_(ids))
+        )
+    }
+    fresh = [r for r in rows if not _older(r, before.get(r["member_id"]))]
+    stale = len(rows) - len(fresh)
+    counts = merge_rows(conn, t, fresh, tables.key("member"))
+    counts.unchanged += stale
+    stats.record(tables.table_name("member"), counts)
     left = [
         member_unsubscribe_row(r)
-        for r in rows
-        if r["status"] == "unsubscribed" and before.get(r["member_id"]) != "unsubscribed"
+        for r in fresh
+        if r["status"] == "unsubscribed" and before.get(r["member_id"], (None, None))[0] != "unsubscribed"
     ]
     if left:
         stats.record(tables.table_name("unsubscribe"), unsubscribes.load(conn, tables, left))
+
+
+def _older(row: dict[str, Any], stored: tuple[str | None, datetime | None] | None) -> bool:
+    """Whether ``row`` is an older read of a member than the stored one."""
+    if stored is None or stored[1] is None or row["last_changed"] is None:
+        return False
+    return to_utc(row["last_changed"]) < stored[1]  # type: ignore[operator]
 
 
 def pull_audiences(

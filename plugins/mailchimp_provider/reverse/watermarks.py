@@ -7,6 +7,11 @@ the transaction rolls back (a killed task, a database error), the rows and the b
 Streams used:
 
 * ``members``           scope = list id,     value = max ``last_changed`` committed
+* ``members_left``      scope = list id,     value = the same, for members who left marketing
+  (archived / unsubscribed / cleaned): the forward sync's audit reads only those; the full member
+  walk reads them too and advances both
+* ``members_full_walk`` scope = list id,   value = when the last full member walk started (the
+  audit falls back to a full walk when it is older than ``sync.audit_full_walk_hours``)
 * ``campaigns``         scope = ``*``,       value = max ``send_time`` committed
 * ``email_activity``    scope = campaign id, value = max activity ``timestamp`` committed
 * ``email_activity_pass`` scope = campaign id, value = the pass (``run_id#clear_number``) that last
@@ -26,6 +31,8 @@ from mailchimp_provider.warehouse.tables import WarehouseTables, to_utc
 from mailchimp_provider.warehouse.upsert import upsert
 
 MEMBERS = "members"
+MEMBERS_LEFT = "members_left"
+MEMBERS_FULL_WALK = "members_full_walk"
 CAMPAIGNS = "campaigns"
 EMAIL_ACTIVITY = "email_activity"
 EMAIL_ACTIVITY_PASS = "email_activity_pass"
