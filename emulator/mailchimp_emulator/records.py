@@ -261,6 +261,24 @@ class Member:
             out.update(self._other)
         return out
 
+    def float_free(self) -> bool:
+        """True when the API form certainly holds no float (``Reply.float_free``: batch results
+        then encode it with msgspec). Only client-supplied values can be floats: merge values,
+        the optional fields ``extra`` sets, and the lazily made or unusual fields, which are
+        answered False (the standard library encodes those members) rather than walked."""
+        if (self._other is not None or self.location is not None or self.interests is not None
+                or self.marketing_permissions is not None):
+            return False
+        for value in (self.email_type, self.language, self.vip, self.ip_signup, self.timestamp_signup, self.ip_opt,
+                      self.timestamp_opt, self.full_name, self.unsubscribe_reason):
+            if value.__class__ not in _NO_FLOAT:
+                return False
+        for value in self.merge_fields.values():
+            if value.__class__ not in _NO_FLOAT and not (
+                    value.__class__ is Address and all(part.__class__ in _NO_FLOAT for part in value)):
+                return False
+        return True
+
     def to_dict(self) -> dict[str, Any]:
         """The stored form of ``--state`` files: API fields, full tags and the private keys."""
         out = {key: self[key] for key in self.keys()}
@@ -287,6 +305,8 @@ def _lazy(name: str, make: Callable[[], Any]) -> Callable[[Member], Any]:
     return get
 
 
+_NO_FLOAT = frozenset({str, int, bool, type(None)})
+"""Scalar types msgspec and ``json.dumps`` write alike."""
 _SLOT_SET = frozenset(Member.__slots__) - {"_other"}
 _GETTERS: dict[str, Callable[[Member], Any]] = {name: attrgetter(name) for name in _SLOT_SET}
 _GETTERS.update({name: _lazy(name, make) for name, make in _LAZY_SLOTS.items()})

@@ -19,7 +19,7 @@ import codecs
 import io
 import json
 import tarfile
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterator, TypeVar
 
 import msgspec
 
@@ -36,6 +36,7 @@ class ResultsArchiveError(ValueError):
 
 
 _UNDECODED: Any = object()
+T = TypeVar("T")
 
 
 class OperationResult:
@@ -77,6 +78,18 @@ class OperationResult:
             except ValueError:
                 self._body, self._raw = None, self.response_text
         return self._body
+
+    def decoded_as(self, kind: type[T]) -> T | None:
+        """The response decoded straight into ``kind`` (a ``msgspec.Struct`` naming the fields the
+        caller reads), or None when it is not an undecoded response that fits ``kind``: then read
+        :attr:`body`. Fields ``kind`` does not name are skipped, not built: for a member answer
+        (1.5 KB, 31 fields) several times faster than :attr:`body`."""
+        if self._body is not _UNDECODED or not self.response_text:
+            return None
+        try:
+            return msgspec.json.decode(self.response_text, type=kind)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
 
     @property
     def raw_response(self) -> str | None:

@@ -14,7 +14,8 @@ engine supplies everything that is the same for every entity:
   :meth:`SyncEngine.prefetch` plans the next batch while Mailchimp works on the current one. A pass
   that sends something is followed by another pass over just the records it sent (follow-up
   operations such as tags that need the member to exist first), minus those whose every answer
-  the rules called final (``Outcome.follow_up=False``); passes are capped at
+  the rules called final (``Outcome.follow_up=False``); a pass over a few records reads just their
+  rows (:meth:`SyncEngine.fetch_source`), not the whole source again; passes are capped at
   :data:`MAX_PASSES`, and the next pass starts only once every result of the previous is applied.
 * **Operation ids** are ``<entity>:<record_id>:<payload hash>:<step>`` (see :class:`OpRef`): a
   result maps back to its record, the payload it carried and the kind of write without any
@@ -112,6 +113,11 @@ MAX_PASSES = 3
 need the member to exist), the third heals what a lost result left behind. Bounded on purpose."""
 STATE_LOOKUP_CHUNK = 900
 """Keys per ``IN (...)`` lookup: well under every dialect's bind-parameter limit."""
+FETCH_PASS_LIMIT = STATE_LOOKUP_CHUNK
+"""A pass restricted to at most this many records (a follow-up pass after a few failures) reads
+their rows with one keyed query instead of scanning the whole source again: the second scan cost a
+100k-member first run as much as a fifth of its planning, for the one record the demo's fake email
+left failed."""
 ANALYZE_AFTER_WRITES = 5_000
 """A run that wrote this many records refreshes the bookkeeping tables' planner statistics: right
 after a first load PostgreSQL has none, and its state lookups scanned the whole index (10x slower
@@ -651,7 +657,7 @@ class SyncEngine:
         key = self.rules.key_column
         rules, ctx = self.rules, self.ctx
         check = rules.supports_unchanged_check and not ctx.full_refresh
-        for rows in self.source_chunks():
+        for rows in self._pass_chunks(only):
             first_row = stats.records + 1
             stats.records += len(rows)
             rows, refused = self.screen_rows(rows, first_row)
@@ -814,6 +820,23 @@ class SyncEngine:
         from mailchimp_provider.warehouse.extract import stream_sql
 
         yield from stream_sql(self.db, self.rules.sql_name, chunk_size=self.settings.chunk_size)
+
+    def _pass_chunks(self, only: set[str] | None) -> Iterator[list[dict[str, Any]]]:
+        """The source rows a pass reads: :meth:`source_chunks`, or, for a pass restricted to at most
+        :data:`FETCH_PASS_LIMIT` records, just their rows (:meth:`fetch_source`). The keyed read is
+        used only when it finds every one of them, so the pass plans exactly the rows a scan would
+        keep; a record it misses (a plan_extra record, a key the query types differently) falls
+        back to the scan. Engines with their own ``source_chunks`` always get theirs."""
+        if (only and len(only) <= FETCH_PASS_LIMIT and type(self).source_chunks is SyncEngine.source_chunks
+                and self.rules.sql_name and self.rules.key_column):
+            key = self.rules.key_column
+            rows = self.fetch_source(sorted(only))
+            if {str(r[key]) for r in rows} >= only:
+                size = self.settings.chunk_size
+                for start in range(0, len(rows), size):
+                    yield rows[start : start + size]
+                return
+        yield from self.source_chunks()
 
     def fetch_source(self, record_ids: Sequence[str], *, convert: bool = True) -> list[dict[str, Any]]:
         """Source rows for some records, by wrapping the entity's SQL (used to re-plan after a
@@ -1012,6 +1035,7 @@ class SyncEngine:
                     attempt=new_state.attempts if outcome.outcome == OUTCOME_FAILED else None,
                     batch_id=batch_id,
                     operation_id=str(ref),
+                    recorded_at=now,
                 )
             )
         touched = {ref.record_id for ref, _ in items}

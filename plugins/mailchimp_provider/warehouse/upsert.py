@@ -328,6 +328,9 @@ def _on_conflict(
     return None
 
 
+_UNSET: Any = object()
+
+
 def _executemany_positional(conn: sa.Connection, stmt: Any, rows: list[dict[str, Any]]) -> None:
     """Compile once, bind each row as a tuple, and let the driver's executemany loop.
 
@@ -343,12 +346,17 @@ def _executemany_positional(conn: sa.Connection, stmt: Any, rows: list[dict[str,
     procs = [compiled.binds[name].type._cached_bind_processor(conn.dialect) for name in names]
     get = operator.itemgetter(*names) if len(names) > 1 else (lambda row, _n=names[0]: (row[_n],))
     if any(procs):
-        convert = [(i, p) for i, p in enumerate(procs) if p is not None]
+        convert = [(i, p, [_UNSET, None]) for i, p in enumerate(procs) if p is not None]
 
         def bind(row: dict[str, Any]) -> tuple[Any, ...]:
+            # A value that is the very object of the previous row (the slice's one timestamp,
+            # the onupdate stamp) is converted once: nothing changes values while rows are bound.
             values = list(get(row))
-            for i, proc in convert:
-                values[i] = proc(values[i])
+            for i, proc, last in convert:
+                value = values[i]
+                if value is not last[0]:
+                    last[0], last[1] = value, proc(value)
+                values[i] = last[1]
             return tuple(values)
 
         params = [bind(row) for row in rows]
