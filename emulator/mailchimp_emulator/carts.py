@@ -20,7 +20,7 @@ Carts live in the store document under ``carts``: ``id -> {..., "customer_id", "
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from .collections import filter_fields, page
 from .ecommerce import (
@@ -80,7 +80,7 @@ def _carts(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return doc.setdefault("carts", {})
 
 
-def render_cart_line(line: dict[str, Any]) -> dict[str, Any]:
+def render_cart_line(line: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in line.items() if k not in ("discount", "image_url")} | {"_links": []}
 
 

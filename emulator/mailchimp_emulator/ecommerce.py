@@ -34,6 +34,7 @@ import re
 from functools import partial
 from typing import Any, Iterable, Mapping
 
+from .commerce_records import Line, compact_fields
 from .collections import filter_fields, page
 from .errors import ApiError, bad_request, not_found
 from .members import find_member, set_member_status, subscriber_hash, upsert_member
@@ -495,7 +496,7 @@ def _apply_customer(state: EmulatorState, doc: dict[str, Any], body: dict[str, A
         return customer
     if "address" in body:
         body["address"] = _merge_address(existing.get("address"), body["address"])
-    existing.update(body)
+    existing.update((k, v) for k, v in body.items() if k != "id")  # same id: orders keep sharing its string
     existing["updated_at"] = now
     return existing
 
@@ -739,19 +740,13 @@ _ORDER_TEXT = (
 )
 
 
-def _resolve_line(doc: dict[str, Any], line: dict[str, Any]) -> dict[str, Any]:
+def _resolve_line(doc: dict[str, Any], line: Mapping[str, Any]) -> Line:
     """Check the line's product and variant exist and record their titles and image on the line."""
     product = doc["products"].get(line["product_id"])
     variant = product["variants"].get(line["product_variant_id"]) if product else None
     if product is None or variant is None:
         raise bad_request(UNKNOWN_PRODUCT)
-    return {
-        "discount": 0.0,
-        **line,
-        "product_title": product.get("title", ""),
-        "product_variant_title": variant.get("title", ""),
-        "image_url": variant.get("image_url") or product.get("image_url", ""),
-    }
+    return Line.resolved(line, product, variant)  # a compact record holding the catalogue's own strings
 
 
 def _resolve_order_customer(state: EmulatorState, doc: dict[str, Any], customer: dict[str, Any]) -> str:
@@ -773,8 +768,10 @@ def _resolve_order_customer(state: EmulatorState, doc: dict[str, Any], customer:
 _ORDER_DEFAULTS = {**_defaults(_ORDER_TEXT), "discount_total": 0.0, "tax_total": 0.0, "shipping_total": 0.0}
 
 
-def render_line(line: dict[str, Any]) -> dict[str, Any]:
-    return {**line, "_links": []}
+def render_line(line: Mapping[str, Any]) -> dict[str, Any]:
+    out = line.to_dict() if isinstance(line, Line) else dict(line)
+    out["_links"] = []
+    return out
 
 
 def render_order(
@@ -796,7 +793,7 @@ def render_order(
     return out
 
 
-def _order_lines(doc: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _order_lines(doc: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, Line]:
     return {line["id"]: _resolve_line(doc, line) for line in lines}
 
 
@@ -811,7 +808,8 @@ def add_order(call: Call, store_id: str) -> Reply:
         raise already_exists("order")
     lines = _order_lines(doc, body.pop("lines"))
     customer_id = _resolve_order_customer(call.state, doc, body.pop("customer"))
-    order = {**body, "customer_id": customer_id, "lines": lines}
+    customer_id = doc["customers"].get(customer_id, {}).get("id", customer_id)  # the customer's own string
+    order = {**compact_fields(body), "customer_id": customer_id, "lines": lines}
     doc["orders"][body["id"]] = order
     _index_order(doc, order, new=True)
     return ok(filter_fields(call, render_order(store_id, doc, order)))
@@ -838,9 +836,9 @@ def update_order(call: Call, store_id: str, order_id: str) -> Reply:
     for key in ("shipping_address", "billing_address"):
         if key in body:
             body[key] = _merge_address(order.get(key), body[key])
-    order.update(body)
+    order.update(compact_fields(body))
     for line_id, line in lines.items():
-        order["lines"][line_id] = {**order["lines"].get(line_id, {}), **line}
+        order["lines"][line_id] = Line({**order["lines"].get(line_id, {}), **line})
     return ok(filter_fields(call, render_order(store_id, doc, order)))
 
 
@@ -907,7 +905,7 @@ def _order(call: Call, store_id: str, order_id: str) -> tuple[dict[str, Any], di
     return doc, _child(doc["orders"], order_id)
 
 
-def add_line(call: Call, doc: dict[str, Any], parent: dict[str, Any], schema: Field, what: str) -> dict[str, Any]:
+def add_line(call: Call, doc: dict[str, Any], parent: dict[str, Any], schema: Field, what: str) -> Line:
     """POST a line to an order or cart (``parent["lines"]``): a taken id is "already exists", and
     the line must name a product and variant the store has. Returns the stored line."""
     body = validate(call.json_body(), schema)
@@ -919,7 +917,7 @@ def add_line(call: Call, doc: dict[str, Any], parent: dict[str, Any], schema: Fi
 
 def update_line(
     call: Call, doc: dict[str, Any], parent: dict[str, Any], line_id: str, schema: Field, *, drop_id: bool = False
-) -> dict[str, Any]:
+) -> Line:
     """PATCH a line of an order or cart: a body ``id`` must be the URL's (``drop_id``: then it is
     not validated against ``schema``); the merged line is resolved again. Returns the stored line."""
     line = _child(parent["lines"], line_id)

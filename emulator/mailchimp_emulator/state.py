@@ -3,9 +3,9 @@
 Each resource module owns one attribute here and only mutates that attribute through its own
 functions (``members.py`` owns ``lists``/``members``..., ``ecommerce.py`` owns ``stores``...).
 Everything in this object is plain data (dicts, lists, str, int, float, bool, None) so that
-``--state FILE`` can persist it as JSON, except list members (compact ``records.Member`` records,
-saved as the dicts they read like) and ``derived``: caches computed from the rest, which
-are never saved.
+``--state FILE`` can persist it as JSON, except list members and order and cart lines (compact
+``records.Member`` / ``commerce_records.Line`` records, saved as the dicts they read like) and
+``derived``: caches computed from the rest, which are never saved.
 """
 
 from __future__ import annotations
@@ -111,6 +111,9 @@ class EmulatorState:
         data["faults"] = asdict(self.faults)
         # members are compact records (records.Member): saved as the dicts they read like
         data["members"] = {list_id: {h: m.to_dict() for h, m in members.items()} for list_id, members in self.members.items()}
+        from .commerce_records import plain_store  # order and cart lines are compact records too
+
+        data["stores"] = {store_id: plain_store(doc) for store_id, doc in self.stores.items()}
         return data
 
     @classmethod
@@ -123,6 +126,9 @@ class EmulatorState:
 
         kwargs["members"] = {list_id: {h: Member.from_dict(m) for h, m in members.items()}
                              for list_id, members in kwargs.get("members", {}).items()}
+        from .commerce_records import compact_store
+
+        kwargs["stores"] = {store_id: compact_store(doc) for store_id, doc in kwargs.get("stores", {}).items()}
         return cls(**kwargs)
 
     def save(self, path: str | Path) -> None:

@@ -680,3 +680,43 @@ def test_promo_codes(ec, store):
 
     ec.delete_promo_code("acme", "spring", "spring20")
     assert ec.get_promo_codes("spring", "acme")["total_items"] == 0
+
+
+def test_orders_are_stored_compactly_and_read_the_same_after_a_state_file_round_trip(ec, store, emulator):
+    """A million-order store must fit in memory (commerce_records): lines are slots records that
+    hold the catalogue's own id and title strings, not a copy per order, and repeated values are
+    one object. The API form is unchanged, and so is the order after the --state file's JSON round
+    trip (lines saved as dicts, read back as records)."""
+    from mailchimp_emulator.commerce_records import Line
+    from mailchimp_emulator.ecommerce import render_order
+    from mailchimp_emulator.state import EmulatorState
+
+    add_product(ec)
+    add_product(ec, "cap", 15)
+    customer = {"id": "c1", "email_address": "eve.park@brightmail.co"}
+    promos = [{"code": "SPRING", "amount_discounted": 5, "type": "fixed"}]
+    for order_id in ("o1", "o2"):
+        ec.add_store_order("acme", order_body(order_id, 50, customer, financial_status="paid", promos=promos))
+    ec.update_order("acme", "o1", {"lines": [line("o1-2", "cap", "cap-10", price=15, quantity=2)]})
+    ec.update_order_line_item("acme", "o1", "o1-1", {"quantity": 3})
+    before = ec.get_order("acme", "o1")
+    assert [(x["id"], x["quantity"], x["product_title"], x["discount"]) for x in before["lines"]] == [
+        ("o1-1", 3, "Trail boot", 0.0), ("o1-2", 2, "Trail cap", 0.0)]
+
+    state = emulator.emulator.state
+    doc = state.stores["acme"]
+    o1, o2 = doc["orders"]["o1"], doc["orders"]["o2"]
+    assert all(isinstance(x, Line) for o in (o1, o2) for x in o["lines"].values())
+    boot = doc["products"]["boot"]
+    assert o1["lines"]["o1-1"]["product_id"] is boot["id"]  # the catalogue's string, not a copy
+    assert o2["lines"]["o2-1"]["product_variant_id"] is boot["variants"]["boot-9"]["id"]
+    assert o1["customer_id"] is o2["customer_id"] is doc["customers"]["c1"]["id"]
+    assert o1["financial_status"] is o2["financial_status"] and o1["order_total"] is o2["order_total"]
+    assert o1["lines"]["o1-1"] == {**o1["lines"]["o1-1"]} and o1["lines"]["o1-1"].get("nope") is None
+
+    saved = json.loads(json.dumps(state.to_json()))
+    assert saved["stores"]["acme"]["orders"]["o1"]["lines"]["o1-2"]["product_variant_id"] == "cap-10"
+    loaded = EmulatorState.from_json(saved).stores["acme"]
+    assert isinstance(loaded["orders"]["o1"]["lines"]["o1-2"], Line)
+    after = render_order("acme", loaded, loaded["orders"]["o1"])
+    assert json.loads(json.dumps(after)) == before

@@ -515,9 +515,11 @@ def build_lines(
         gross += price * quantity
         item = {"id": line_id, "product_id": product_id, "product_variant_id": variant_id, "quantity": quantity,
                 "price": price}
-        if discount:
-            item["discount"] = check.money(line.get("discount"), f"{field}.discount")
-        built.append(compact(item))
+        if discount:  # the only value that can be None (what ``compact`` would drop)
+            amount = check.money(line.get("discount"), f"{field}.discount")
+            if amount is not None:
+                item["discount"] = amount
+        built.append(item)
     built.sort(key=lambda item: item["id"])
     return built, gross
 
