@@ -165,7 +165,8 @@ class MailchimpSyncOperator(MailchimpBatchLifecycleOperator):
 
         list_id = engine.rules.audited_list(self.hook)
         if list_id:
-            report = audit_members(self.hook, engine.db, engine.tables, list_id, full_walk_after=full_walk_after)
+            report = audit_members(self.hook, engine.db, engine.tables, list_id, full_walk_after=full_walk_after,
+                                   read_back=engine.has_unconfirmed())
             self.log.info("%s", report.describe())
 
     # -- entry points: safety inputs first, and fatal when unreadable -----------------------------------

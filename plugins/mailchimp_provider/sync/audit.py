@@ -27,7 +27,9 @@ more than ``sync.audit_full_walk_hours`` ago (24 by default), the audit is that 
 every member changed since it (``members_full_walk`` watermark). A deployment that runs the
 engagement pull daily pays the full walk there, where the analysts need the rows anyway; one that
 does not pays it in the first sync of each day. The sync's own writes answer with the member too,
-and ``AudienceRules._known`` takes the newer of that and the audited row.
+and ``AudienceRules._known`` takes the newer of that and the audited row. A sync with writes whose
+answers were lost (records ``pending``) also gets the full walk, which reads those members back,
+so its next plan knows they exist.
 
 The audience rules read the audited statuses through ``AudienceRules._members`` (and
 :func:`archived_members` with ``retry_archived``); the customer rules through :func:`member_statuses`.
@@ -88,11 +90,14 @@ def audit_members(
     members: MembersConfig | None = None,
     now: datetime | None = None,
     full_walk_after: timedelta = timedelta(hours=24),
+    read_back: bool = False,
 ) -> AuditReport:
     """Read the members of ``list_id`` who left marketing since the last audit into
     ``mailchimp_member`` (every member changed since the last full walk instead, when that walk
-    started ``full_walk_after`` ago or more, or never ran); returns what was read. Raises on any
-    read error (nothing is written to Mailchimp before it returns)."""
+    started ``full_walk_after`` ago or more, or never ran, or ``read_back`` asks for it: the sync
+    has writes whose answers were lost, and reading back the members changed since tells it which
+    of them exist); returns what was read. Raises on any read error (nothing is written to
+    Mailchimp before it returns)."""
     started = time.monotonic()
     config = EngagementConfig(members=members or MembersConfig())
     now = now or datetime.now(timezone.utc)
@@ -100,7 +105,7 @@ def audit_members(
     with db.connect() as conn:
         last_full = watermarks.get_timestamp(conn, tables, watermarks.MEMBERS_FULL_WALK, list_id)
         full_mark = watermarks.get_timestamp(conn, tables, watermarks.MEMBERS, list_id)
-    full = last_full is None or now - last_full >= full_walk_after
+    full = read_back or last_full is None or now - last_full >= full_walk_after
     if full:
         stats, mark = pull_members(hook, db, tables, list_id, config, now=now), full_mark
     else:

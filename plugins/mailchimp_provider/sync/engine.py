@@ -893,6 +893,14 @@ class SyncEngine:
                     out[record_id] = StateDigest(hash_, mailchimp_id, status, _tag_set(tags))
         return out
 
+    def has_unconfirmed(self) -> bool:
+        """Whether any record of this entity was sent and its answer never arrived (``last_outcome``
+        ``pending``): what Mailchimp made of those writes is unknown until read back."""
+        t = self.tables.sync_state
+        stmt = sa.select(t.c.record_id).where(t.c.entity == self.entity, t.c.last_outcome == OUTCOME_PENDING).limit(1)
+        with self.db.connect() as conn:
+            return conn.execute(stmt).first() is not None
+
     def retry_failed_ids(self) -> set[str]:
         """Records a ``retry_failed`` run plans: last outcome ``failed``, or quarantined."""
         t = self.tables.sync_state
