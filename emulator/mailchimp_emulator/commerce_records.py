@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Mapping
 
-from .records import shared
+from .records import interned, shared
 
 _NUMBER_LIMIT = 10_000
 """Distinct numbers remembered by :func:`shared_number` (prices and totals repeat; unique ones stop
@@ -30,12 +30,7 @@ def shared_number(value: Any) -> Any:
     """``value``, or an equal float already stored (one object instead of one per order)."""
     if value.__class__ is not float:
         return value
-    found = _numbers.get(value)
-    if found is not None:
-        return found
-    if len(_numbers) < _NUMBER_LIMIT:
-        _numbers[value] = value
-    return value
+    return interned(_numbers, value, _NUMBER_LIMIT)
 
 
 def share(field: str, value: Any) -> Any:

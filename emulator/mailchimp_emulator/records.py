@@ -39,10 +39,16 @@ def shared(field: str, value: Any) -> Any:
     seen = _shared.get(field)
     if seen is None:
         seen = _shared[field] = {}
+    return interned(seen, value, _SHARE_LIMIT)
+
+
+def interned(seen: dict[Any, Any], value: Any, limit: int) -> Any:
+    """The object equal to ``value`` already in ``seen``, else ``value`` (remembered while ``seen``
+    holds fewer than ``limit``): the one interning rule of the compact records."""
     found = seen.get(value)
     if found is not None:
         return found
-    if len(seen) < _SHARE_LIMIT:
+    if len(seen) < limit:
         seen[value] = value
     return value
 
