@@ -11,7 +11,8 @@ variant ids a million times over). An order now keeps:
   variant), not a copy per order;
 * repeated text and numbers through :func:`records.shared` / :func:`shared_number`.
 
-:func:`plain_order` / :func:`plain_cart` give the saved (``--state``) form: plain dicts, as before.
+:func:`plain_store` gives a store's saved (``--state``) form, its lines as plain dicts, as before;
+:func:`compact_store` reads it back.
 """
 
 from __future__ import annotations

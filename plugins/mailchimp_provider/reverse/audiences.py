@@ -15,7 +15,7 @@ committed only once both walks are done, so it never covers rows that are not in
 The first run has no watermark and reads everything.
 
 The forward sync's audit before writing (``sync/audit.py``) reads only the members who left
-marketing (:func:`pull_left_members`: one walk per status in :data:`LEFT_STATUSES`) under its own
+marketing (:func:`pull_members` with ``leavers_only``: one walk per status in :data:`LEFT_STATUSES`) under its own
 watermark, ``members_left``. The full walk reads those too, so it advances both watermarks; the
 audit advances only its own. Both write ``mailchimp_member`` through one loader, which never
 replaces a row with an older read of the same member (a smaller ``last_changed``).
@@ -77,46 +77,31 @@ def pull_members(
     list_id: str,
     config: EngagementConfig,
     *,
+    leavers_only: bool = False,
     now: datetime | None = None,
-) -> LoadStats:
-    """Read members of ``list_id`` changed since the watermark (minus the lookback); see the module doc.
+) -> tuple[LoadStats, datetime | None]:
+    """Read members of ``list_id`` changed since the watermark (minus the lookback); see the module
+    doc. Returns the stats and the watermark the window started from (None: everything was read).
 
-    Every status is read, so the audit's ``members_left`` watermark moves with ``members``."""
+    The full walk reads every status under the ``members`` watermark and advances it, the audit's
+    ``members_left`` (it read the leavers too) and ``members_full_walk`` (when it started).
+    ``leavers_only`` (the audit) reads :data:`LEFT_STATUSES` only, since ``members_left`` (else
+    ``members``, which covers them too), and advances ``members_left`` alone: a member who moves
+    *back* to subscribed is not read, and ``mailchimp_member`` keeps the status they left with until
+    the next full walk or the sync's next write to them."""
     stats = LoadStats()
     walk_start = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     with engine.connect() as conn:
         mark = watermarks.get_timestamp(conn, tables, watermarks.MEMBERS, list_id)
-    newest = _walk_members(hook, engine, tables, list_id, config, MEMBER_WALKS, mark, walk_start, stats)
+        if leavers_only:
+            mark = watermarks.get_timestamp(conn, tables, watermarks.MEMBERS_LEFT, list_id) or mark
+    walks = LEFT_STATUSES if leavers_only else MEMBER_WALKS
+    newest = _walk_members(hook, engine, tables, list_id, config, walks, mark, walk_start, stats)
     with engine.begin() as conn:
-        if newest is not None:
-            watermarks.advance_timestamps(conn, tables, watermarks.MEMBERS, {list_id: min(newest, walk_start)})
-        watermarks.advance_timestamps(conn, tables, watermarks.MEMBERS_LEFT, {list_id: _left_mark(newest, walk_start)})
-        watermarks.advance_timestamps(conn, tables, watermarks.MEMBERS_FULL_WALK, {list_id: walk_start})
-    return stats
-
-
-def pull_left_members(
-    hook: Any,
-    engine: sa.Engine,
-    tables: WarehouseTables,
-    list_id: str,
-    config: EngagementConfig,
-    *,
-    now: datetime | None = None,
-) -> tuple[LoadStats, datetime | None]:
-    """Read the members of ``list_id`` in :data:`LEFT_STATUSES` changed since the ``members_left``
-    watermark (else the ``members`` one, which covers them too) minus the lookback, and advance
-    ``members_left`` only. Returns the stats and the watermark the window started from.
-
-    A member who moves *back* to subscribed is not read here: ``mailchimp_member`` keeps the status
-    they left with until the full walk (:func:`pull_members`) or the sync's next write to them."""
-    stats = LoadStats()
-    walk_start = (now or datetime.now(timezone.utc)).replace(microsecond=0)
-    with engine.connect() as conn:
-        mark = (watermarks.get_timestamp(conn, tables, watermarks.MEMBERS_LEFT, list_id)
-                or watermarks.get_timestamp(conn, tables, watermarks.MEMBERS, list_id))
-    newest = _walk_members(hook, engine, tables, list_id, config, LEFT_STATUSES, mark, walk_start, stats)
-    with engine.begin() as conn:
+        if not leavers_only:
+            if newest is not None:
+                watermarks.advance_timestamps(conn, tables, watermarks.MEMBERS, {list_id: min(newest, walk_start)})
+            watermarks.advance_timestamps(conn, tables, watermarks.MEMBERS_FULL_WALK, {list_id: walk_start})
         watermarks.advance_timestamps(conn, tables, watermarks.MEMBERS_LEFT, {list_id: _left_mark(newest, walk_start)})
     return stats, mark
 
@@ -215,5 +200,5 @@ def pull_audiences(
     """Lists, then each list's members (with list-level unsubscribes)."""
     list_ids, stats = pull_lists(hook, engine, tables, config)
     for list_id in list_ids:
-        stats.merge(pull_members(hook, engine, tables, list_id, config, now=now))
+        stats.merge(pull_members(hook, engine, tables, list_id, config, now=now)[0])
     return stats

@@ -152,16 +152,14 @@ def merge_value(spec: MergeFieldSpec, row: dict[str, Any]) -> Any:
     if spec.type == "address":
         parts = {}
         for part, column in (spec.columns or {}).items():
-            raw = row.get(column)
-            text = raw.strip() if raw.__class__ is str else _text(raw)
+            text = _text(row.get(column))
             if text:
                 parts[part] = text
         for part in ADDRESS_REQUIRED:
             if part not in parts:
                 return None
         return parts
-    raw = row.get(spec.column) if spec.column else None
-    value = raw.strip() if raw.__class__ is str else _text(raw)
+    value = _text(row.get(spec.column) if spec.column else None)
     if value == "":
         return spec.default if spec.default is not None else ""
     if len(value) > MAX_MERGE_TEXT:

@@ -8,15 +8,16 @@ members' statuses reads the audience's leavers first, and the rules decide from 
 
 The audit reads only what its safety needs: members who *left* marketing (archived, unsubscribed,
 cleaned: :data:`NEVER_SUBSCRIBE`), one walk per status by ``since_last_changed``
-(``reverse.audiences.pull_left_members``), under its own watermark per list (``members_left``).
+(``reverse.audiences.pull_members`` with ``leavers_only``), under its own watermark per list
+(``members_left``).
 It does not read back the members the last sync wrote (they are subscribed, pending or
 transactional), so a no-change rerun after a run that wrote a million members reads only the
 members who left since. The rows go into ``mailchimp_member`` through the engagement pull's loader,
 which never replaces a newer read of a member with an older one; the engagement pull's full member
 walk keeps its own ``members`` watermark, still fills the table for analysts, and advances
-``members_left`` too (it reads the leavers as well). The very first audit of an audience (no
-watermark of either kind) is that full walk: it reads every member once, so members that exist
-before the first sync are known as existing.
+``members_left`` too (it reads the leavers as well). An audit with no full walk on record
+(``members_full_walk``: the very first audit of an audience) is that full walk: it reads every
+member once, so members that exist before the first sync are known as existing.
 
 What the leavers-only audit does not see: a member who moved *back* to subscribed in Mailchimp
 (re-subscribed through a form, re-added after an archive) keeps the status they left with in
@@ -48,7 +49,7 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 
 from mailchimp_provider.reverse import watermarks
-from mailchimp_provider.reverse.audiences import LEFT_STATUSES, pull_left_members, pull_members
+from mailchimp_provider.reverse.audiences import LEFT_STATUSES, pull_members
 from mailchimp_provider.reverse.config import EngagementConfig, MembersConfig
 from mailchimp_provider.warehouse.tables import WarehouseTables
 
@@ -70,8 +71,8 @@ class AuditReport:
     """``{status: n}`` for archived / unsubscribed / cleaned members among those read."""
     seconds: float = 0.0
     full: bool = False
-    """True when this audit was the full member walk (every status): the first audit, or the last
-    full walk started ``full_walk_after`` ago or more."""
+    """True when this audit was the full member walk (every status): no full walk on record, the
+    last one started ``full_walk_after`` ago or more, or lost answers asked for a read-back."""
 
     def describe(self) -> str:
         window = f"since {self.since.isoformat()}" if self.since else "(every member: no earlier walk)"
@@ -104,12 +105,8 @@ def audit_members(
     tables.create_all(db)
     with db.connect() as conn:
         last_full = watermarks.get_timestamp(conn, tables, watermarks.MEMBERS_FULL_WALK, list_id)
-        full_mark = watermarks.get_timestamp(conn, tables, watermarks.MEMBERS, list_id)
     full = read_back or last_full is None or now - last_full >= full_walk_after
-    if full:
-        stats, mark = pull_members(hook, db, tables, list_id, config, now=now), full_mark
-    else:
-        stats, mark = pull_left_members(hook, db, tables, list_id, config, now=now)
+    stats, mark = pull_members(hook, db, tables, list_id, config, leavers_only=not full, now=now)
     since = mark - config.members.lookback if mark is not None else None
     counts = stats.tables.get(tables.table_name("member"))
     changed = counts.seen if counts is not None else 0
