@@ -13,6 +13,7 @@ import requests
 from scripts.stack import Stack
 
 TERMINAL = {"success", "failed"}
+ACTIVE = ("queued", "running")
 PUT_MEMBER = "PUT /lists/{list_id}/members/{subscriber_hash}"
 POST_BATCHES = "POST /batches"
 
@@ -33,6 +34,30 @@ class AirflowApi:
 
     def unpause(self, dag_id: str) -> None:
         self.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+
+    def pause(self, dag_id: str) -> None:
+        self.call("PATCH", f"/dags/{dag_id}", json={"is_paused": True})
+
+    def active_runs(self, dag_id: str = "~") -> list[tuple[str, str]]:
+        """``(dag_id, run_id)`` of every queued or running run (``~``: of any DAG)."""
+        return [(r["dag_id"], r["dag_run_id"]) for state in ACTIVE
+                for r in self.call("GET", f"/dags/{dag_id}/dagRuns", params={"state": state, "limit": 100})["dag_runs"]]
+
+    def wait_quiet(self, dag_id: str = "~", timeout: float = 300) -> None:
+        """Until no run (of ``dag_id``; ``~``: of any DAG) is queued or running."""
+        deadline = time.monotonic() + timeout
+        busy = self.active_runs(dag_id)
+        while busy and time.monotonic() < deadline:
+            time.sleep(2)
+            busy = self.active_runs(dag_id)
+        if busy:
+            raise AssertionError(f"runs still active after {timeout:.0f}s: {busy}")
+
+    def pause_and_drain(self, dag_id: str, timeout: float = 300) -> None:
+        """Pause a scheduled DAG and wait out its runs, so that no scheduled run (the engagement
+        pull is hourly, and its batches count at the emulator) overlaps the tests that follow."""
+        self.pause(dag_id)
+        self.wait_quiet(dag_id, timeout)
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         """A manual run, as the UI's trigger button makes it; returns its run id."""
