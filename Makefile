@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Trust the platform certificate store (machines behind a TLS-inspecting proxy need it).
 export UV_SYSTEM_CERTS ?= 1
 
-.PHONY: setup demo test test-fast bench bench-compare lock lint clean stack stack-down bench-stack-fanout
+.PHONY: setup demo test test-fast bench bench-compare bench-sitting lock lint clean stack stack-down bench-stack-fanout
 
 setup: $(STAMP)
 
@@ -51,6 +51,11 @@ bench: setup
 # .bench/tap-mailchimp at first use): scripts/bench_compare.py; sizes in BENCH_COMPARE_ARGS.
 bench-compare: setup
 	$(BIN)/python -m scripts.bench_compare $(BENCH_COMPARE_ARGS)
+
+# The production-size figures of the README (1M members, 1M orders, 10M activity rows, bench-compare)
+# one after another on a quiet machine, with the load sampled: scripts/bench_sitting.py (~1.5 h).
+bench-sitting: setup
+	$(BIN)/python -m scripts.bench_sitting $(SITTING_ARGS)
 
 # One Celery worker against two on a stack of its own (.bench/stack-fanout), the email activity
 # mapped over shards: scripts/bench_stack_fanout.py; sizes and shard counts in BENCH_FANOUT_ARGS.
