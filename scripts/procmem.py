@@ -26,6 +26,15 @@ def process_memory_mb(pid: int) -> dict[str, float]:
     return values
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used so far (``/proc/<pid>/stat``; 0.0 if gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
 def load_average() -> str:
     """The 1-minute load average on this machine's cores, e.g. ``"1.42/2"``."""
     return f"{os.getloadavg()[0]:.2f}/{os.cpu_count()}"

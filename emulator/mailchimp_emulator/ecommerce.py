@@ -30,6 +30,7 @@ and never mutated.
 
 from __future__ import annotations
 
+import math
 import re
 from functools import partial
 from typing import Any, Iterable, Mapping
@@ -391,54 +392,152 @@ def _money(amount: float) -> float:
 Totals = dict[str, tuple[int, float]]
 
 
-# customer_id -> order ids, per store ``orders`` dict. Not part of the state: rebuilt whenever it
-# may be stale (size changed; orders never change customer). It keeps one order's response
-# O(that customer's orders): a 100k-order backfill would otherwise be quadratic.
-_ORDERS_BY_CUSTOMER: dict[int, tuple[dict[str, Any], int, dict[str, list[str]]]] = {}
+class _Revenue:
+    """Per store ``orders`` dict: ``customer_id -> order ids`` and each customer's running revenue.
 
+    Not part of the state: rebuilt in one pass whenever it may be stale (another ``orders`` dict,
+    or its size changed behind the handlers' back, as after loading a saved state). The order
+    handlers keep it current (:func:`_order_added`, :func:`_order_changing` / :func:`_order_changed`,
+    :func:`_order_removed`), so one order's or customer's answer costs O(1), not a pass over the
+    customer's orders (a 1M-order backfill renders its customer in every answer).
 
-def _customer_order_ids(doc: dict[str, Any], customer_id: str) -> list[str]:
-    orders = doc["orders"]
-    entry = _ORDERS_BY_CUSTOMER.get(id(orders))
-    if entry is None or entry[0] is not orders or entry[1] != len(orders):
-        if len(_ORDERS_BY_CUSTOMER) > 64:
-            _ORDERS_BY_CUSTOMER.clear()
-        index: dict[str, list[str]] = {}
+    The answers must be exactly those of summing the customer's revenue orders in store order
+    with floats (``_money`` of that sum). Totals are kept as integer cents when every counted
+    ``order_total`` is a float that is exactly a number of cents (``64.97`` is the float nearest
+    6497/100), and the float sum then provably rounds to that many cents: its rounding error is
+    below ``(n + 1) * 2**-53 * sum(|cents|) / 100``, kept under half a cent (``_EXACT_BOUND``). A
+    customer with any other total (more decimals, huge sums) is summed over their orders as before.
+    """
+
+    __slots__ = ("orders", "size", "ids", "totals")
+
+    def __init__(self, orders: dict[str, Any]) -> None:
+        self.orders = orders
+        self.size = len(orders)
+        self.ids: dict[str, list[str]] = {}
+        self.totals: dict[str, list[int]] = {}
+        """``customer_id -> [count, cents, sum of |cents|, orders not in whole cents]``."""
         for oid, order in orders.items():
-            index.setdefault(order["customer_id"], []).append(oid)
-        entry = (orders, len(orders), index)
-        _ORDERS_BY_CUSTOMER[id(orders)] = entry
-    return entry[2].get(customer_id, [])
+            self.ids.setdefault(order["customer_id"], []).append(oid)
+            self.count(order, 1)
+
+    def count(self, order: Mapping[str, Any], sign: int) -> None:
+        """Add (``sign`` 1) or take out (-1) a revenue order's contribution to its customer."""
+        if not counts_as_revenue(order):
+            return
+        entry = self.totals.get(order["customer_id"])
+        if entry is None:
+            entry = self.totals[order["customer_id"]] = [0, 0, 0, 0]
+        entry[0] += sign
+        cents = _whole_cents(order["order_total"])
+        if cents is None:
+            entry[3] += sign
+        else:
+            entry[1] += sign * cents
+            entry[2] += sign * abs(cents)
+
+    def of(self, doc: dict[str, Any], customer_id: str) -> tuple[int, float]:
+        """``(orders_count, total_spent before _money)`` of one customer."""
+        entry = self.totals.get(customer_id)
+        if entry is None or entry[0] == 0:
+            return 0, 0.0
+        count, cents, weight, inexact = entry
+        if not inexact and (count + 1) * weight < _EXACT_BOUND:
+            return count, cents / 100
+        orders = doc["orders"]
+        spent = 0.0
+        for oid in self.ids.get(customer_id, ()):  # store order, as the totals always summed
+            order = orders.get(oid)
+            if order is not None and order["customer_id"] == customer_id and counts_as_revenue(order):
+                spent += order["order_total"]
+        return count, spent
 
 
-def _index_order(doc: dict[str, Any], order: dict[str, Any], *, new: bool) -> None:
-    """Keep the index current after an order was added (``new``) or moved to another customer."""
+_EXACT_BOUND = 2**52
+"""``(n + 1) * sum of |cents|`` below it keeps a float sum of ``n`` whole-cent totals within half a cent."""
+_REVENUE: dict[int, _Revenue] = {}
+
+
+def _whole_cents(amount: Any) -> int | None:
+    """``amount`` as integer cents when it is the float (or int) nearest a whole number of cents.
+    Negative totals are left to the summing path: only there can a sum come out as ``-0.0``."""
+    if amount.__class__ is int:
+        return amount * 100 if 0 <= amount < 2**40 else None
+    if amount.__class__ is not float or not math.isfinite(amount) or not 0.0 <= amount < 2**40:
+        return None
+    cents = round(amount * 100)
+    return cents if cents / 100 == amount else None
+
+
+def _revenue(doc: dict[str, Any]) -> _Revenue:
     orders = doc["orders"]
-    entry = _ORDERS_BY_CUSTOMER.get(id(orders))
-    if entry is None or entry[0] is not orders:
-        return
-    if new and entry[1] == len(orders) - 1:
-        entry[2].setdefault(order["customer_id"], []).append(order["id"])
-        _ORDERS_BY_CUSTOMER[id(orders)] = (orders, len(orders), entry[2])
-    else:
-        del _ORDERS_BY_CUSTOMER[id(orders)]
+    entry = _REVENUE.get(id(orders))
+    if entry is None or entry.orders is not orders or entry.size != len(orders):
+        if len(_REVENUE) > 64:
+            _REVENUE.clear()
+        entry = _REVENUE[id(orders)] = _Revenue(orders)
+    return entry
+
+
+def _order_added(doc: dict[str, Any], order: dict[str, Any]) -> None:
+    """After ``order`` was stored as a new order of ``doc``."""
+    revenue = _revenue_if_current(doc, len(doc["orders"]) - 1)
+    if revenue is not None:
+        revenue.ids.setdefault(order["customer_id"], []).append(order["id"])
+        revenue.count(order, 1)
+        revenue.size += 1
+
+
+def _order_changing(doc: dict[str, Any], order: dict[str, Any]) -> None:
+    """Before fields of a stored order change (then :func:`_order_changed`)."""
+    revenue = _revenue_if_current(doc, len(doc["orders"]))
+    if revenue is not None:
+        revenue.count(order, -1)
+
+
+def _order_changed(doc: dict[str, Any], order: dict[str, Any]) -> None:
+    revenue = _revenue_if_current(doc, len(doc["orders"]))
+    if revenue is not None:
+        revenue.count(order, 1)
+
+
+def _order_removed(doc: dict[str, Any], order: dict[str, Any]) -> None:
+    """After ``order`` was deleted from ``doc``."""
+    revenue = _revenue_if_current(doc, len(doc["orders"]) + 1)
+    if revenue is not None:
+        revenue.count(order, -1)
+        ids = revenue.ids.get(order["customer_id"])
+        if ids is not None and order["id"] in ids:
+            ids.remove(order["id"])
+        revenue.size -= 1
+
+
+def _revenue_if_current(doc: dict[str, Any], size: int) -> _Revenue | None:
+    """The store's running totals when they were current at ``size`` orders (else they are
+    dropped: the next read rebuilds them)."""
+    orders = doc["orders"]
+    entry = _REVENUE.get(id(orders))
+    if entry is None or entry.orders is not orders:
+        return None
+    if entry.size != size:
+        del _REVENUE[id(orders)]
+        return None
+    return entry
 
 
 def customer_totals(doc: dict[str, Any], customer_id: str | None = None) -> Totals:
     """``customer_id -> (orders_count, total_spent)`` over the store's revenue orders (one pass, so
-    listing customers or orders stays linear); ``customer_id`` restricts it to one customer."""
+    listing customers or orders stays linear); ``customer_id`` restricts it to one customer (from
+    the running totals, O(1))."""
     totals: dict[str, tuple[int, float]] = {}
     if customer_id is not None:
-        orders = doc["orders"]
-        for oid in _customer_order_ids(doc, customer_id):
-            order = orders.get(oid)
-            if order is not None and order["customer_id"] == customer_id and counts_as_revenue(order):
-                count, spent = totals.get(customer_id, (0, 0.0))
-                totals[customer_id] = (count + 1, spent + order["order_total"])
+        count, spent = _revenue(doc).of(doc, customer_id)
+        if count:
+            totals[customer_id] = (count, spent)
         return totals
     for order in doc["orders"].values():
         cid = order["customer_id"]
-        if (customer_id is None or cid == customer_id) and counts_as_revenue(order):
+        if counts_as_revenue(order):
             count, spent = totals.get(cid, (0, 0.0))
             totals[cid] = (count + 1, spent + order["order_total"])
     return totals
@@ -811,7 +910,7 @@ def add_order(call: Call, store_id: str) -> Reply:
     customer_id = doc["customers"].get(customer_id, {}).get("id", customer_id)  # the customer's own string
     order = {**compact_fields(body), "customer_id": customer_id, "lines": lines}
     doc["orders"][body["id"]] = order
-    _index_order(doc, order, new=True)
+    _order_added(doc, order)
     return ok(filter_fields(call, render_order(store_id, doc, order)))
 
 
@@ -836,7 +935,9 @@ def update_order(call: Call, store_id: str, order_id: str) -> Reply:
     for key in ("shipping_address", "billing_address"):
         if key in body:
             body[key] = _merge_address(order.get(key), body[key])
+    _order_changing(doc, order)  # its total or status may change what it counts for
     order.update(compact_fields(body))
+    _order_changed(doc, order)
     for line_id, line in lines.items():
         order["lines"][line_id] = Line({**order["lines"].get(line_id, {}), **line})
     return ok(filter_fields(call, render_order(store_id, doc, order)))
@@ -895,8 +996,9 @@ def get_order(call: Call, store_id: str, order_id: str) -> Reply:
 @router.route("DELETE", "/ecommerce/stores/{store_id}/orders/{order_id}")
 def delete_order(call: Call, store_id: str, order_id: str) -> Reply:
     doc = _store_doc(call.state, store_id)
-    _child(doc["orders"], order_id)
+    order = _child(doc["orders"], order_id)
     del doc["orders"][order_id]
+    _order_removed(doc, order)
     return no_content()
 
 

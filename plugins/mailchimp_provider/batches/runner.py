@@ -34,7 +34,7 @@ from mailchimp_provider.errors import (
 )
 
 if TYPE_CHECKING:
-    from mailchimp_provider.hooks.mailchimp import MailchimpHook
+    from mailchimp_provider.hooks.mailchimp import MailchimpHook, ValidatedOperations
 
 __all__ = ["BatchRunner", "validate_operations"]
 
@@ -44,7 +44,7 @@ OPERATION_KEYS = frozenset({"method", "path", "operation_id", "body", "params"})
 DEFAULT_MAX_OPERATIONS_PER_BATCH = 5000
 
 
-def validate_operations(operations: Sequence[Any]) -> list[dict[str, Any]]:
+def validate_operations(operations: Sequence[Any]) -> "ValidatedOperations":
     """Check and normalise batch operations before anything is sent; errors name the operation.
 
     On top of the hook's shape checks (method, path, params, ``body`` serialised to the JSON string
@@ -163,10 +163,8 @@ class BatchRunner:
             return []
         ops = validate_operations(operations)
         chunk_no = self.ledger.next_chunk_no(scope, entity)
-        size = self.max_operations_per_batch
         batch_ids: list[str] = []
-        for start in range(0, len(ops), size):
-            chunk = ops[start:start + size]
+        for chunk in ops.chunks(self.max_operations_per_batch):  # still validated: the hook does not check them again
             intent = self.ledger.record_intent(scope, entity, chunk_no, chunk)
             try:
                 batch = self.hook.submit_batch(chunk)

@@ -173,9 +173,22 @@ def failure_summary(status: int, body: bytes | str | None) -> str:
     return f"{status} {_reason(status)}" + (" (no JSON body)" if status in (403, 429) else "")
 
 
-def validate_operations(operations: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+class ValidatedOperations(list):
+    """Operations as :func:`validate_operations` returned them: ``submit_batch`` sends such a list
+    without checking it again (the batch runner validates a whole submission, then submits it in
+    chunks: :meth:`chunks`). Any other list or iterable is checked as always. Made only by this
+    module; a caller that changes one after validation gives up the check."""
+
+    __slots__ = ()
+
+    def chunks(self, size: int) -> list["ValidatedOperations"]:
+        """Consecutive slices of at most ``size`` operations, each still validated."""
+        return [ValidatedOperations(self[start:start + size]) for start in range(0, len(self), size)]
+
+
+def validate_operations(operations: Iterable[Mapping[str, Any]]) -> ValidatedOperations:
     """Check batch operations and normalise them to Mailchimp's shape (``body`` as a JSON string)."""
-    out: list[dict[str, Any]] = []
+    out = ValidatedOperations()
     for index, op in enumerate(operations):
         label = f"operation #{index}"
         if not isinstance(op, Mapping):
@@ -641,7 +654,8 @@ class MailchimpHook(HttpHook):
         the operations are sent again only when the batch is certainly absent. Refusals (429, no
         connection) are retried in place, since nothing was done.
         """
-        ops = validate_operations(operations)
+        # checked once: the batch runner hands over operations it validated (``ValidatedOperations``)
+        ops = operations if type(operations) is ValidatedOperations else validate_operations(operations)
         policy = self.retry_policy
         started = time.monotonic()
         attempt = 0

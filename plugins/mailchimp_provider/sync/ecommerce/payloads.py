@@ -268,7 +268,9 @@ def _status_key(value: Any) -> str:
 
 def compact(body: dict[str, Any]) -> dict[str, Any]:
     """Drop ``None`` values (Mailchimp rejects JSON null for typed fields) and empty sub-objects."""
-    return {k: v for k, v in body.items() if v is not None and v != {}}
+    # ``v or not isinstance(v, dict)`` is ``v != {}`` for every JSON value, without building and
+    # comparing an empty dict per field (a few hundred thousand calls per 100k orders)
+    return {k: v for k, v in body.items() if v is not None and (v or not isinstance(v, dict))}
 
 
 # -- customers ----------------------------------------------------------------------------------
@@ -497,6 +499,12 @@ def build_lines(
     gross = 0.0
     seen: set[str] = set()
     for line in lines:
+        item = _plain_line(line, seen, discount)
+        if item is not None:
+            seen.add(item["id"])
+            gross += item["price"] * item["quantity"]
+            built.append(item)
+            continue
         line_id = check.ident(line.get("line_id"), f"{table}.line_id")
         field = f"{table}[{line_id}]"
         if line_id in seen:
@@ -522,6 +530,65 @@ def build_lines(
         built.append(item)
     built.sort(key=lambda item: item["id"])
     return built, gross
+
+
+def _plain_id(value: Any) -> str | None:
+    """``_Checker.ident`` for a text id that passes it (None: let ``ident`` decide, and explain)."""
+    if value.__class__ is str:
+        text = value.strip()
+        if text and len(text) <= MAX_ID:
+            return text
+    return None
+
+
+def _plain_amount(value: Any) -> float | None:
+    """``_Checker.money`` (minimum 0) for a non-negative finite float, int or Decimal; None otherwise."""
+    kind = value.__class__
+    if kind is float:
+        if value >= 0.0 and value != math.inf:  # NaN fails the comparison
+            return value
+    elif kind is int:
+        if value >= 0:
+            return float(value)
+    elif kind is Decimal and value.is_finite():
+        number = float(value)
+        if number >= 0.0:
+            return number
+    return None
+
+
+def _plain_line(line: Mapping[str, Any], seen: set[str], discount: bool) -> dict[str, Any] | None:
+    """One line of :func:`build_lines` when every value is of the usual type and valid (what the
+    warehouse nearly always returns), built exactly as the checked path would build it, without
+    that path's per-field labels; None sends the line through the checked path, which builds or
+    rejects it with the field named."""
+    line_id = _plain_id(line.get("line_id"))
+    product_id = _plain_id(line.get("product_id"))
+    if line_id is None or product_id is None or line_id in seen:
+        return None
+    variant = line.get("variant_id")
+    if variant is None:
+        variant_id: str | None = product_id
+    else:
+        variant_id = _plain_id(variant)
+        if variant_id is None:
+            return None
+    quantity = line.get("quantity")
+    if quantity.__class__ is not int or quantity < 0:
+        return None
+    price = _plain_amount(line.get("price"))
+    if price is None:
+        return None
+    item = {"id": line_id, "product_id": product_id, "product_variant_id": variant_id, "quantity": quantity,
+            "price": price}
+    if discount:
+        value = line.get("discount")
+        if value is not None:
+            amount = _plain_amount(value)
+            if amount is None:
+                return None
+            item["discount"] = amount
+    return item
 
 
 def order_payload(

@@ -46,6 +46,7 @@ import pickle
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple, Sequence
 
+import msgspec
 import sqlalchemy as sa
 
 from mailchimp_provider.config import ConsentSpec
@@ -379,11 +380,18 @@ class CommerceRules(EntityRules):
         kind = self.child_kind
         if kind is None or op is None or op.body is None or self.child_policy() != "delete":
             return []
+        sent = {str(child.get("id")) for child in op.body.get(kind.segment) or []}
+        decoded = getattr(result, "decoded_as", None)
+        ids = decoded(_ChildrenAnswer) if decoded is not None else None
+        if ids is not None:  # only the children's ids decoded, not the whole order (with its customer)
+            listed_ids = getattr(ids, kind.segment)
+            if listed_ids is None:
+                return []
+            return [str(c.id) for c in listed_ids if c.id is not None and str(c.id) not in sent]
         answer = result.body if isinstance(result.body, dict) else {}
         listed = answer.get(kind.segment)
         if not isinstance(listed, list):
             return []
-        sent = {str(child.get("id")) for child in op.body.get(kind.segment) or []}
         return [str(c["id"]) for c in listed if isinstance(c, dict) and c.get("id") is not None and str(c["id"]) not in sent]
 
     # -- records whose row left the source (config ``on_delete``) ------------------------------------
@@ -459,6 +467,19 @@ class CommerceRules(EntityRules):
             return Outcome(OUTCOME_SKIPPED, "already_deleted", state=gone, extra={"source_hash": None},
                            detail="Mailchimp no longer had this record", follow_up=False)
         return Outcome(OUTCOME_FAILED, failure_reason(result))
+
+
+class _ChildId(msgspec.Struct):
+    id: Any = None
+
+
+class _ChildrenAnswer(msgspec.Struct):
+    """The children an answer lists (``ChildKind.segment``), decoded without the rest of the answer.
+    An answer of another shape (a segment that is not a list of objects) fails to decode into it,
+    and is then read whole, as before."""
+
+    lines: list[_ChildId] | None = None
+    variants: list[_ChildId] | None = None
 
 
 class LineDependencies(NamedTuple):

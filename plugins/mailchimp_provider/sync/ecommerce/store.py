@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from mailchimp_provider.errors import MailchimpConfigError, MailchimpNotFoundError
@@ -39,8 +40,10 @@ class StoreStatus:
                 "updated_fields": list(self.updated_fields), "is_syncing": self.is_syncing}
 
 
+@lru_cache(maxsize=512)
 def store_path(store_id: str, *parts: str) -> str:
-    """``/ecommerce/stores/{store_id}/...``, every segment percent-encoded (``sync.paths``)."""
+    """``/ecommerce/stores/{store_id}/...``, every segment percent-encoded (``sync.paths``).
+    Remembered: every order and product of a run is created under the same collection path."""
     return api_path("ecommerce", "stores", store_id, *parts)
 
 
