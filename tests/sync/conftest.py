@@ -212,10 +212,12 @@ def _ensure_pool() -> None:
     Pool.create_or_update_pool("mailchimp_api", 8, "Mailchimp API: 10 connections per key", include_deferred=False)
 
 
-def assert_unchanged_check_agrees_with_the_plan(h: SyncHarness) -> int:
+def assert_unchanged_check_agrees_with_the_plan(h: SyncHarness, *, vouched: int | None = None) -> int:
     """For every source row, the rules' cheap no-change check (a digest per record, used by the
     engine to skip full planning) must clear exactly the rows the full plan finds unchanged, with
-    no operation and no skip. Returns how many rows it cleared."""
+    no operation and no skip, the long way and, where the stored source digest matches the row,
+    the short way. ``vouched``: how many rows the short way must clear. Returns how many rows
+    the check cleared."""
     from mailchimp_provider.config import load_audience_config
     from mailchimp_provider.sync.audience import AudienceRules
     from mailchimp_provider.sync.engine import RunContext, SyncEngine
@@ -223,7 +225,7 @@ def assert_unchanged_check_agrees_with_the_plan(h: SyncHarness) -> int:
     rules = AudienceRules(config=load_audience_config(h.config_path), list_id=h.list_id())
     engine = SyncEngine(h.db, h.tables, rules, RunContext(run_id="unchanged-check"))
     engine.prepare()
-    cleared = 0
+    cleared = short = 0
     for rows in engine.source_chunks():
         ids = [str(r[rules.key_column]) for r in rows]
         states, digests = engine.load_states(ids), engine.load_digests(ids)
@@ -233,5 +235,12 @@ def assert_unchanged_check_agrees_with_the_plan(h: SyncHarness) -> int:
             digest = digests.get(plan.record_id)
             fast = digest is not None and rules.is_unchanged(plan.record_id, row, digest, engine.ctx)
             assert fast == planned_unchanged, (plan.record_id, plan, digest)
+            # the short way (stored source digest matches): the same answer without rebuilding the content
+            if digest is not None and digest.source_hash is not None and digest.source_hash == rules.source_digest(row):
+                assert rules.is_unchanged(plan.record_id, row, digest, engine.ctx, True) == planned_unchanged, (
+                    "source digest", plan.record_id, plan, digest)
+                short += planned_unchanged
             cleared += fast
+    if vouched is not None:
+        assert short == vouched, f"{short} rows cleared the short way (by their source digest), expected {vouched}"
     return cleared

@@ -6,6 +6,8 @@ this version renames those columns, adds the new ones and fills what can be deri
 already there (``id`` from the contract key, ``url`` and an unsubscribe's ``campaign_id`` as NULL
 where the key holds ``''``; ``_fivetran_synced`` is computed from ``synced_at`` by the database). Nothing is dropped and no row is
 rewritten other than by those fills; a table already in today's shape costs one inspection.
+The forward sync's ``sync_state`` is brought along the same way (``BOOKKEEPING_KINDS``: its
+``source_hash`` column, added empty; the next rerun fills it).
 
 Renames are plain ``ALTER TABLE ... RENAME COLUMN`` (PostgreSQL, SQLite 3.25+), so a renamed key
 column stays the key. Two type changes are made on PostgreSQL only (``gmtoff``/``dstoff`` integer
@@ -62,6 +64,9 @@ PG_TYPE_CHANGES: dict[str, dict[str, str]] = {
 """kind -> {column: PostgreSQL type clause} for columns whose type an earlier version chose otherwise."""
 
 ENGAGEMENT_KINDS = ("list", "member", "unsubscribe", "campaign", "activity")
+BOOKKEEPING_KINDS = ("sync_state",)
+"""Forward-sync tables that gained columns since an earlier version (``sync_state.source_hash``):
+the missing nullable columns are added in place, rows kept."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,7 @@ def upgrade_engagement_tables(engine: sa.Engine, tables: WarehouseTables) -> lis
     changes: list[Change] = []
     with engine.begin() as conn:
         inspector = sa.inspect(conn)
-        for kind in ENGAGEMENT_KINDS:
+        for kind in ENGAGEMENT_KINDS + BOOKKEEPING_KINDS:
             table = tables.table(kind)
             if not inspector.has_table(table.name, schema=tables.schema):
                 continue

@@ -39,15 +39,24 @@ Per customer row (``include/sql/customers.sql``), in this order:
    archived (``archived_in_mailchimp``) until a run with ``retry_archived``.
 
 Change detection hashes the member *content* (email, merge fields, consent flags, list), not the
-operation, so a confirmed unsubscribe or email change does not look like a change next time.
+operation, so a confirmed unsubscribe or email change does not look like a change next time. A
+rerun first compares a *source digest* (:meth:`AudienceRules.source_digest`: the columns these
+rules read, as extracted, keyed by a fingerprint of the content-shaping configuration, the list and
+this code) with ``sync_state.source_hash``, stored when a member write (with its tags) or a tags
+write is confirmed: a row that matches skips building its content, the rest are checked the long
+way (and, when unchanged, get their digest stamped for the next rerun).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import inspect
 import logging
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -71,6 +80,7 @@ from mailchimp_provider.sync.engine import (
     Skip,
     StateDigest,
     StateRow,
+    canonical_json,
     failure_reason,
     payload_hash,
     source_sql,
@@ -100,6 +110,9 @@ rather than sent and refused. Tag names are cut to ``tags.max_length`` (100) the
 
 # Deliberately close to what Mailchimp accepts: one @, a dotted domain with an alphabetic TLD.
 EMAIL_RE = re.compile(r"^[^@\s,;<>()\[\]\"]+@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$")
+
+
+_md5 = hashlib.md5
 
 
 def subscriber_hash(email: str) -> str:
@@ -173,6 +186,29 @@ def merge_value(spec: MergeFieldSpec, row: dict[str, Any]) -> Any:
     return value
 
 
+_SOURCE_ENCODE = msgspec.msgpack.Encoder().encode
+SOURCE_DIGEST_BYTES = 8
+"""A source digest is 64 bits of keyed blake2b: compared only with the same record's earlier
+digest, so a false match (which would skip a changed row) is ~1 in 1.8e19 per changed row."""
+
+
+@lru_cache(maxsize=1)
+def _code_fingerprint() -> str | None:
+    """What builds member content from a row besides the configuration: this module, the
+    extraction's conversions and ``to_utc``, and the msgpack encoder of the digest. Any edit to
+    them makes every row go the long way once (and be stamped again); None when the code cannot
+    be read (then there are no source digests at all)."""
+    from mailchimp_provider.warehouse import extract
+    from mailchimp_provider.warehouse.tables import to_utc
+
+    try:
+        parts = [Path(__file__).read_bytes(), Path(extract.__file__).read_bytes(),
+                 inspect.getsource(to_utc).encode(), msgspec.__version__.encode()]
+    except (OSError, TypeError):
+        return None
+    return hashlib.blake2b(b"\0".join(parts), digest_size=16).hexdigest()
+
+
 def desired_tags(config: AudienceSyncConfig, row: dict[str, Any]) -> list[str]:
     """Tags this sync wants on the member, sorted and de-duplicated (case-insensitively)."""
     spec = config.tags
@@ -214,6 +250,48 @@ class AudienceRules(EntityRules):
         self.sql_name = self.config.source.sql
         self.key_column = self.config.source.key_column
         self.max_id_length = MAX_CUSTOMER_ID  # the contract: customer_id is at most 50 characters
+        self._source_columns, self._source_key = self._source_spec()
+
+    # -- what a row's content is built from ------------------------------------------------------
+    def _source_spec(self) -> tuple[tuple[str, ...], bytes | None]:
+        """The columns planning reads, and the key of their digest: a fingerprint of everything
+        else member content depends on (merge fields, tags, consent and source settings, the
+        list, the code), so changing any of them makes every row go the long way."""
+        cfg = self.config
+        columns = {cfg.source.key_column, cfg.source.email_column, cfg.consent.opt_in_column,
+                   cfg.consent.no_marketing_column, cfg.consent.guest_column,
+                   *cfg.tags.columns, *cfg.tags.list_columns}
+        for spec in cfg.merge_fields.values():
+            if spec.column:
+                columns.add(spec.column)
+            columns.update((spec.columns or {}).values())
+        columns.discard("")
+        code = _code_fingerprint()
+        if code is None:
+            return tuple(sorted(columns)), None
+        fingerprint = canonical_json({
+            "list": self.list_id, "code": code, "columns": sorted(columns),
+            "merge_fields": {tag: dataclasses.asdict(spec) for tag, spec in cfg.merge_fields.items()},
+            "tags": dataclasses.asdict(cfg.tags), "consent": dataclasses.asdict(cfg.consent),
+            "source": dataclasses.asdict(cfg.source),
+        })
+        return tuple(sorted(columns)), hashlib.blake2b(fingerprint.encode(), digest_size=32).digest()
+
+    def columns_read(self) -> tuple[str, ...]:
+        """Key, email, consent, merge-field and tag columns: the timestamps are only checked."""
+        return self._source_columns
+
+    def source_digest(self, row: dict[str, Any]) -> str | None:
+        """Keyed blake2b of the msgpack of the columns read (see :meth:`_source_spec`), or None
+        when the code fingerprint is unknown or a value cannot be encoded."""
+        key = self._source_key
+        if key is None:
+            return None
+        try:
+            data = _SOURCE_ENCODE(tuple(map(row.get, self._source_columns)))
+        except (TypeError, ValueError, OverflowError):
+            return None
+        return hashlib.blake2b(data, digest_size=SOURCE_DIGEST_BYTES, key=key).hexdigest()
 
     # -- per-run data --------------------------------------------------------------------------
     def audited_list(self, hook: Any) -> str | None:
@@ -445,9 +523,11 @@ class AudienceRules(EntityRules):
         if member_changed:
             plan.ops.append(self._upsert_op(record_id, email, old_email, path_hash, fields, tags, opt_in, withdrawn,
                                             known, content_hash, state, readd=readd))
+            plan.ops[-1].context["source_hash"] = self.source_digest(row)
         tags_need_op = set(tags) != managed and (state is not None and state.mailchimp_id is not None)
         if tags_need_op and (not member_changed or ctx.dry_run):
             plan.ops.append(self._tags_op(record_id, state, email, tags, managed))
+            plan.ops[-1].context["source_hash"] = self.source_digest(row)
         plan.unchanged = not plan.ops
         return plan
 
@@ -469,10 +549,14 @@ class AudienceRules(EntityRules):
     # -- the no-change check -------------------------------------------------------------------
     supports_unchanged_check = True
 
-    def is_unchanged(self, record_id: str, row: dict[str, Any], digest: StateDigest, ctx: RunContext) -> bool:
+    def is_unchanged(
+        self, record_id: str, row: dict[str, Any], digest: StateDigest, ctx: RunContext, same_source: bool = False
+    ) -> bool:
         """:meth:`_plan_row`'s "unchanged" answer from a digest, for plain rows only: a row that
         takes any other path first (erasure, erased, bad or duplicate email, no_marketing) is left
-        to the full plan, so its skip or operation is recorded exactly as before."""
+        to the full plan, so its skip or operation is recorded exactly as before. With
+        ``same_source`` (the row's source digest is the stored one) the content is not rebuilt:
+        the stored hash and managed tags were confirmed for exactly these values."""
         if digest.status == ERASED or digest.payload_hash is None:
             return False
         cfg = self.config
@@ -487,11 +571,13 @@ class AudienceRules(EntityRules):
         if truthy(row.get(cfg.consent.no_marketing_column)):
             return False
         tombstones = data.get("tombstones")
-        if tombstones and subscriber_hash(email) in tombstones:
-            return False
         archived = data.get("archived")  # retry_archived: an archived member is re-added, row changed or not
-        if archived and subscriber_hash(email) in archived:
-            return False
+        if tombstones or archived:
+            member = _md5(email.encode()).hexdigest()  # subscriber_hash: the email is normalised already
+            if (tombstones and member in tombstones) or (archived and member in archived):
+                return False
+        if same_source:
+            return True
         opt_in = truthy(row.get(cfg.consent.opt_in_column))
         guest = truthy(row.get(cfg.consent.guest_column))
         _, tags, content_hash = self._member_content(row, email, opt_in, guest)
@@ -697,6 +783,8 @@ class AudienceRules(EntityRules):
             # next pass sends the tags write).
             managed = new_state["tags_managed"] if "tags_managed" in new_state else (state.tags_managed if state else [])
             final = op is not None and set(op.context.get("tags") or []) == set(managed)
+            if final and op.context.get("source_hash"):  # content and tags now match the row it was planned from
+                new_state["source_hash"] = op.context["source_hash"]
             return Outcome(OUTCOME_OK, op.action if op else "update", status_decision=decision, state=new_state,
                            extra=extra, follow_up=not final)
         title = result.title or ""
@@ -722,8 +810,12 @@ class AudienceRules(EntityRules):
 
     def _interpret_tags(self, op: PlannedOp | None, result: "OperationResult") -> Outcome:
         if result.ok:
-            return Outcome(OUTCOME_OK, "tags", state={"tags_managed": op.context["tags"]} if op else {},
-                           follow_up=op is None)
+            state: dict[str, Any] = {}
+            if op is not None:
+                state["tags_managed"] = op.context["tags"]
+                if op.context.get("source_hash"):  # planned only while the member content was unchanged
+                    state["source_hash"] = op.context["source_hash"]
+            return Outcome(OUTCOME_OK, "tags", state=state, follow_up=op is None)
         if result.status_code == 404:
             # the member is gone from Mailchimp: forget the confirmed write so it is created again
             return Outcome(OUTCOME_FAILED, "member_not_found", state={"payload_hash": None, "mailchimp_id": None})

@@ -26,7 +26,13 @@ engine supplies everything that is the same for every entity:
   :meth:`EntityRules.is_unchanged` clear unchanged rows from a :class:`StateDigest` (hash, id,
   status, managed tags: no JSON decoding, no timestamps) read per chunk; only the rest get full
   :class:`StateRow` objects and :meth:`EntityRules.plan`, so a no-change rerun costs the source
-  scan and one hash per row.
+  scan and one hash per row. Rules with a *source digest* (:meth:`EntityRules.source_digest`: a
+  cheap hash of the columns they read, as extracted, keyed by a fingerprint of their configuration
+  and code) make that hash cheaper still: ``sync_state.source_hash`` keeps the digest of the row a
+  confirmed state was written from (set by the rules' :class:`Outcome`, cleared by the engine when
+  a confirmed column changes without one, and stamped by a rerun that found the row unchanged the
+  long way), and a row whose digest matches skips building its payload. Columns the rules do not
+  read (:meth:`EntityRules.columns_read`) are only checked by the extraction, not converted.
 * **Bookkeeping** (:meth:`SyncEngine.apply_results`). Per operation result, one ``sync_result`` row
   (``ok``/``failed``/``skipped``; HTTP status, error title/detail, field errors, batch id) and an
   updated ``sync_state`` row, committed together per batch. ``sync_state``'s confirmed columns
@@ -91,7 +97,7 @@ from collections import Counter
 from functools import lru_cache
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Iterable, Iterator, NamedTuple, Sequence
 
 import sqlalchemy as sa
 
@@ -254,6 +260,9 @@ class StateRow:
     last_error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     synced_at: datetime | None = None
+    source_hash: str | None = None
+    """The rules' :meth:`EntityRules.source_digest` of the source row the confirmed columns were
+    last found consistent with (None: unknown; the row is then checked the long way)."""
 
     @property
     def pending(self) -> str | None:
@@ -281,6 +290,7 @@ class StateRow:
             "last_error": self.last_error,
             "extra": self.extra or None,
             "synced_at": self.synced_at,
+            "source_hash": self.source_hash,
         }
 
     @classmethod
@@ -302,6 +312,7 @@ class StateRow:
             last_error=m["last_error"],
             extra=_json_dict(m["extra"]),
             synced_at=m["synced_at"],
+            source_hash=m.get("source_hash"),
         )
 
 
@@ -316,6 +327,8 @@ class StateDigest(NamedTuple):
     mailchimp_id: str | None
     status: str | None
     tags_managed: frozenset[str]
+    source_hash: str | None = None
+    """``sync_state.source_hash``: see :meth:`EntityRules.source_digest`."""
 
 
 @dataclass
@@ -430,11 +443,33 @@ class EntityRules:
     :class:`StateDigest` per row first and plans (with full :class:`StateRow` objects) only the
     rows the check cannot clear."""
 
-    def is_unchanged(self, record_id: str, row: dict[str, Any], digest: StateDigest, ctx: RunContext) -> bool:
+    def is_unchanged(
+        self, record_id: str, row: dict[str, Any], digest: StateDigest, ctx: RunContext, same_source: bool = False
+    ) -> bool:
         """True when :meth:`plan` would certainly return ``RecordPlan(unchanged=True)`` (no
         operation, no skip) for this row. Called only for records with a ``sync_state`` row and
-        never in a full refresh; False is always safe (the row is planned fully)."""
+        never in a full refresh; False is always safe (the row is planned fully). ``same_source``:
+        the row's :meth:`source_digest` equals ``digest.source_hash``, so the confirmed columns
+        are known to match what this row produces and need not be rebuilt (per-run facts such as
+        erasure requests must still be checked)."""
         return False
+
+    def source_digest(self, row: dict[str, Any]) -> str | None:
+        """A cheap digest of what this row's payloads are built from (the columns the rules read,
+        as extracted, keyed by a fingerprint of the configuration and code that build them), or
+        None (the default: no digest, every row is checked the long way).
+
+        The rules store it in :attr:`Outcome.state` (``source_hash``) only where the confirmed
+        columns they set are then exactly what :meth:`is_unchanged` compares this row with; the
+        engine clears it whenever ``payload_hash``, ``mailchimp_id`` or ``tags_managed`` change
+        without it, and stamps it on records a rerun found unchanged the long way."""
+        return None
+
+    def columns_read(self) -> Collection[str] | None:
+        """The source columns planning reads from a row; the extraction only checks the others
+        (a bad value is still a ``bad_value`` skip) instead of converting them. None (the
+        default): every column is converted."""
+        return None
 
     def plan_extra(
         self, engine: "SyncEngine", ctx: RunContext, record_ids: Sequence[str] | None = None
@@ -657,6 +692,8 @@ class SyncEngine:
         key = self.rules.key_column
         rules, ctx = self.rules, self.ctx
         check = rules.supports_unchanged_check and not ctx.full_refresh
+        source_digest = rules.source_digest if type(rules).source_digest is not EntityRules.source_digest else None
+        stamp = source_digest is not None and not ctx.dry_run and not ctx.replanning
         for rows in self._pass_chunks(only):
             first_row = stats.records + 1
             stats.records += len(rows)
@@ -676,15 +713,23 @@ class SyncEngine:
                 digests = self.load_digests(ids)
                 kept_rows: list[dict[str, Any]] = []
                 known: list[str] = []
+                stamps: list[dict[str, Any]] = []
                 for record_id, row in zip(ids, rows):
                     digest = digests.get(record_id)
                     if digest is None:
                         kept_rows.append(row)
-                    elif rules.is_unchanged(record_id, row, digest, ctx):
+                        continue
+                    source = source_digest(row) if source_digest is not None else None
+                    same = source is not None and source == digest.source_hash
+                    if rules.is_unchanged(record_id, row, digest, ctx, same):
                         stats.unchanged += 1
+                        if not same and stamp and source is not None:
+                            stamps.append({"r": record_id, "p": digest.payload_hash, "s": source})
                     else:
                         kept_rows.append(row)
                         known.append(record_id)
+                if stamps:
+                    self.stamp_source_hashes(stamps)
                 if not kept_rows:
                     continue
                 rows = kept_rows
@@ -721,7 +766,7 @@ class SyncEngine:
         ``warehouse.extract.REJECTED``). ``first_row`` is the chunk's position in the query, for
         the detail of a row without an id.
         """
-        from mailchimp_provider.warehouse.extract import REJECTED
+        from mailchimp_provider.warehouse.extract import REJECTED, converted, types_for
 
         key, limit = self.rules.key_column, self.rules.max_id_length
         duplicates = self._duplicate_ids
@@ -731,6 +776,8 @@ class SyncEngine:
             raw = row.get(key)
             record_id = id_text(raw)
             if record_id is None:
+                if self.rules.columns_read() is not None:  # named from its values as a full read has them
+                    row = converted(row, types_for(self.rules.sql_name))
                 synthetic = f"<missing {key}: {_row_hash(row)}>"
                 refused.append(RecordPlan(synthetic, skips=[Skip(
                     synthetic, "missing_id",
@@ -819,7 +866,8 @@ class SyncEngine:
         """The entity's source rows in chunks of ``settings.chunk_size`` (streamed)."""
         from mailchimp_provider.warehouse.extract import stream_sql
 
-        yield from stream_sql(self.db, self.rules.sql_name, chunk_size=self.settings.chunk_size)
+        yield from stream_sql(self.db, self.rules.sql_name, chunk_size=self.settings.chunk_size,
+                              convert_only=self.rules.columns_read())
 
     def _pass_chunks(self, only: set[str] | None) -> Iterator[list[dict[str, Any]]]:
         """The source rows a pass reads: :meth:`source_chunks`, or, for a pass restricted to at most
@@ -885,13 +933,29 @@ class SyncEngine:
             return out
         stmt = sa.select(
             table.c.record_id, table.c.payload_hash, table.c.mailchimp_id, table.c.status,
-            sa.type_coerce(table.c.tags_managed, sa.Text),
+            sa.type_coerce(table.c.tags_managed, sa.Text), table.c.source_hash,
         ).where(table.c.entity == self.entity, table.c.record_id.in_(sa.bindparam("ids", expanding=True)))
+        tag_set = _tag_set
         with self.db.connect() as conn:
             for part in _chunks(list(record_ids), STATE_LOOKUP_CHUNK):
-                for record_id, hash_, mailchimp_id, status, tags in conn.execute(stmt, {"ids": part}).fetchall():
-                    out[record_id] = StateDigest(hash_, mailchimp_id, status, _tag_set(tags))
+                rows = conn.execute(stmt, {"ids": part}).fetchall()
+                out.update({r[0]: StateDigest(r[1], r[2], r[3], tag_set(r[4]), r[5]) for r in rows})
         return out
+
+    def stamp_source_hashes(self, stamps: list[dict[str, Any]]) -> None:
+        """Store the source digest of records a rerun found unchanged the long way (``r`` record
+        id, ``p`` the payload hash that was compared, ``s`` the digest), so the next rerun takes
+        the short way: after an upgrade, a configuration change that left the payloads as they
+        were, or a write confirmed without a digest. Only where the payload hash is still the one
+        compared; ``updated_at`` is left alone (nothing Mailchimp holds changed)."""
+        t = self.tables.sync_state
+        stmt = (
+            sa.update(t)
+            .where(t.c.entity == self.entity, t.c.record_id == sa.bindparam("r"), t.c.payload_hash == sa.bindparam("p"))
+            .values(source_hash=sa.bindparam("s"), updated_at=t.c.updated_at)
+        )
+        with self.db.begin() as conn:
+            conn.execute(stmt, stamps)
 
     def has_unconfirmed(self) -> bool:
         """Whether any record of this entity was sent and its answer never arrived (``last_outcome``
@@ -1106,6 +1170,7 @@ class SyncEngine:
             new.synced_at = now
             for key, value in outcome.state.items():  # rules may set a tombstone (erased) here
                 setattr(new, key, value)
+            _drop_stale_source_hash(new, outcome.state)
             new.extra.update(outcome.extra)
             return new
         pending = f"{ref.step}:{ref.payload_hash}"
@@ -1117,6 +1182,7 @@ class SyncEngine:
         new.last_error = error
         for key, value in outcome.state.items():  # rules may correct facts even on a refusal
             setattr(new, key, value)
+        _drop_stale_source_hash(new, outcome.state)
         if outcome.terminal:
             new.quarantined = True
             new.last_outcome = "refused"
@@ -1512,6 +1578,17 @@ def _needs_follow_up(entry: list[int]) -> bool:
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+_SOURCE_BOUND = ("payload_hash", "mailchimp_id", "tags_managed")
+"""The confirmed columns a stored ``source_hash`` vouches for."""
+
+
+def _drop_stale_source_hash(state: StateRow, changes: dict[str, Any]) -> None:
+    """A confirmed column the no-change check compares changed without a new source digest: the
+    stored one no longer vouches for the row (the next rerun checks it the long way)."""
+    if "source_hash" not in changes and any(k in changes for k in _SOURCE_BOUND):
+        state.source_hash = None
 
 
 @lru_cache(maxsize=4096)

@@ -96,7 +96,8 @@ def types_for(entity: str, overrides: Mapping[str, str] | None = None) -> dict[s
 
 
 def row_reader(
-    keys: list[str], types: Mapping[str, str], *, convert: bool = True, bytes_are_bad: bool = False
+    keys: list[str], types: Mapping[str, str], *, convert: bool = True, bytes_are_bad: bool = False,
+    convert_only: Collection[str] | None = None,
 ) -> Callable[[Any], dict[str, Any]]:
     """A function turning one driver row (a sequence in ``keys`` order) into a dict.
 
@@ -105,27 +106,32 @@ def row_reader(
     e-commerce sources, whose payload builders normalise every type). Either way a value that
     cannot be read marks the row with :data:`REJECTED` instead of raising. With ``bytes_are_bad``
     (SQLite read under :func:`tolerant_text`) a ``bytes`` value is text that could not be decoded,
-    and rejects its row the same way.
+    and rejects its row the same way. ``convert_only`` (with ``convert``) limits the conversion to
+    those columns; the others are read as with ``convert=False`` (checked, left as they came): the
+    columns a consumer never reads need not pay for conversion (a no-change rerun's timestamps).
     """
-    table = _CONVERTERS if convert else _CHECKERS
-    converters = [table.get(types.get(k, ""), _any_value) for k in keys]
-    # Text columns pass through as they are; only the others cost a call per value.
-    typed = [(i, k, types.get(k, ""), fn) for i, (k, fn) in enumerate(zip(keys, converters)) if fn is not _to_text]
-    if not convert:  # values the driver already typed need no check
-        typed = [t for t in typed if t[3] is not _any_value]
+
+    def converts(k: str) -> bool:
+        return convert and (convert_only is None or k in convert_only)
+
+    converters = [(_CONVERTERS if converts(k) else _CHECKERS).get(types.get(k, ""), _any_value) for k in keys]
+    # Text columns pass through as they are; only the others cost a call per value. Values the
+    # driver already typed need no check when they are not converted.
+    typed = [(i, k, types.get(k, ""), fn, converts(k)) for i, (k, fn) in enumerate(zip(keys, converters))
+             if fn is not _to_text and (converts(k) or fn is not _any_value)]
 
     def read(row: Any) -> dict[str, Any]:
         record: dict[str, Any] = dict(zip(keys, row))
-        for i, k, kind, fn in typed:
+        for i, k, kind, fn, store in typed:
             value = row[i]
-            if value is None or (not convert and type(value) in _DRIVER_TYPED.get(kind, ())):
+            if value is None or (not store and type(value) in _DRIVER_TYPED.get(kind, ())):
                 continue
             try:
                 result = fn(value)
             except (ValueError, TypeError, InvalidOperation, ArithmeticError):
                 record[REJECTED] = BadValue(k, value, _PROBLEMS.get(kind, "cannot be read"))
                 return record
-            if convert:
+            if store:
                 record[k] = result
         if bytes_are_bad and bytes in map(type, row):  # C-speed scan; rare hit
             column = next(k for k, v in zip(keys, row) if type(v) is bytes)
@@ -133,6 +139,22 @@ def row_reader(
         return record
 
     return read
+
+
+def converted(record: Mapping[str, Any], types: Mapping[str, str]) -> dict[str, Any]:
+    """``record`` with every typed value converted as a full read converts it (a row read with
+    ``convert_only`` made whole again, e.g. to name a row without an id exactly as before);
+    values already converted stay as they are, a value that cannot be converted is left alone."""
+    out = dict(record)
+    for k, value in record.items():
+        fn = _CONVERTERS.get(types.get(k, ""))
+        if value is None or fn is None or fn is _to_text:
+            continue
+        try:
+            out[k] = fn(value)
+        except (ValueError, TypeError, InvalidOperation, ArithmeticError):
+            pass
+    return out
 
 
 _DRIVER_TYPED: dict[str, tuple[type, ...]] = {
@@ -179,6 +201,7 @@ def stream_sql(
     params: Mapping[str, Any] | None = None,
     column_types: Mapping[str, str] | None = None,
     strict: bool | Collection[str] = False,
+    convert_only: Collection[str] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Yield the query's rows as lists of at most ``chunk_size`` dicts (column name -> value).
 
@@ -186,7 +209,8 @@ def stream_sql(
     ``timestamp``, ``decimal``, ``int`` or ``text``) overrides the contract's types, for queries
     with extra columns. A row with a value that cannot be read carries :data:`REJECTED`; with
     ``strict`` (safety inputs: True, or the columns that matter) it raises ``ValueError`` naming
-    the query file, the record and the column instead.
+    the query file, the record and the column instead. ``convert_only``: convert just these
+    columns; the others are checked and left as the driver returned them (see :func:`row_reader`).
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
@@ -203,7 +227,7 @@ def stream_sql(
         )
         try:
             keys = list(result.keys())
-            read = row_reader(keys, types, bytes_are_bad=conn.dialect.name == "sqlite")
+            read = row_reader(keys, types, bytes_are_bad=conn.dialect.name == "sqlite", convert_only=convert_only)
             for partition in result.partitions(chunk_size):
                 chunk = [read(row) for row in partition]
                 if strict:

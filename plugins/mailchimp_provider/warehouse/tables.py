@@ -319,6 +319,9 @@ class WarehouseTables:
             sa.Column("extra", JsonText),
             sa.Column("synced_at", UtcDateTime),
             sa.Column("updated_at", UtcDateTime, nullable=False, default=_now, onupdate=_now),
+            # the rules' digest of the source row the confirmed columns match (engine.EntityRules.source_digest);
+            # added in place to tables of earlier versions (reverse/schema_upgrade.py)
+            sa.Column("source_hash", sa.String(32)),
             sa.Index(f"ix_{name}_quarantined", "entity", "quarantined"),
         )
 
