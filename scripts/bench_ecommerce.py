@@ -484,10 +484,15 @@ def main(argv: list[str] | None = None) -> None:
                   f"{after['wall_seconds']:.1f} s after ({after['batch_operations']} operations)")
         order_seconds = first["entities"]["order"]["seconds"]
         print("\ntargets:")
-        print(f"  {args.orders:,} orders under 60 s:        {order_seconds:.1f} s "
-              f"({'met' if order_seconds < 60 else 'MISSED'})")
-        print(f"  no-change rerun under 10 s, 0 ops:  {rerun['wall_seconds']:.1f} s, {rerun['batch_operations']} operations "
-              f"({'met' if rerun['wall_seconds'] < 10 and rerun['batch_operations'] == 0 else 'MISSED'})")
+        if args.orders <= 100_000:  # issue #5's targets are for 100k orders; 1M has issue #17's
+            print(f"  {args.orders:,} orders under 60 s:        {order_seconds:.1f} s "
+                  f"({'met' if order_seconds < 60 else 'MISSED'})")
+            print(f"  no-change rerun under 10 s, 0 ops:  {rerun['wall_seconds']:.1f} s, "
+                  f"{rerun['batch_operations']} operations "
+                  f"({'met' if rerun['wall_seconds'] < 10 and rerun['batch_operations'] == 0 else 'MISSED'})")
+        else:
+            print(f"  no-change rerun, 0 ops:             {rerun['wall_seconds']:.1f} s, "
+                  f"{rerun['batch_operations']} operations (no time target above 100k orders)")
         print(f"  first run under 10 min (1M orders): {first['wall_seconds'] / 60:.1f} min "
               f"({'met' if first['wall_seconds'] < 600 else 'MISSED'} at this size)")
         print(f"  peak memory first run / rerun:      {first['peak_rss_mb']:.0f} MB / {rerun['peak_rss_mb']:.0f} MB "
