@@ -46,7 +46,7 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
-from scripts.procmem import load_average, process_memory_mb
+from scripts.procmem import load_average, process_cpu_seconds, process_memory_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 EMULATOR_SRC_ENV = "MAILCHIMP_BENCH_EMULATOR_SRC"
@@ -178,16 +178,6 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _cpu_seconds(pid: int, *, children: bool = False) -> float:
-    """User + system CPU of a process (and of its reaped children) from /proc; 0 where unreadable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def _postgres_cpu(admin: Any, database: str) -> dict[int, float]:
     """CPU seconds of each PostgreSQL backend connected to ``database``, by PID (read from /proc).
 
@@ -198,12 +188,12 @@ def _postgres_cpu(admin: Any, database: str) -> dict[int, float]:
 
     with admin.connect() as conn:
         pids = conn.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :d"), {"d": database}).scalars()
-        return {pid: _cpu_seconds(pid) for pid in pids}
+        return {pid: process_cpu_seconds(pid) for pid in pids}
 
 
 def _cpu_snapshot(emulator_pid: int, admin: Any, database: str) -> tuple[float, float, dict[int, float]]:
     """(this process, the emulator, PostgreSQL backends by PID) CPU seconds so far."""
-    return _cpu_seconds(os.getpid()), _cpu_seconds(emulator_pid), _postgres_cpu(admin, database)
+    return process_cpu_seconds(os.getpid()), process_cpu_seconds(emulator_pid), _postgres_cpu(admin, database)
 
 
 def run_pull(

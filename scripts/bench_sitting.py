@@ -37,11 +37,6 @@ STEPS: dict[str, list[str]] = {
 }
 
 
-def load_average() -> float:
-    """The 1-minute load average (``/proc/loadavg``)."""
-    return float(Path("/proc/loadavg").read_text().split()[0])
-
-
 @dataclass
 class StepResult:
     name: str
@@ -58,12 +53,12 @@ class StepResult:
 
 def run_step(name: str, command: list[str], log_path: Path) -> StepResult:
     """Run one benchmark, its output both on screen and in ``log_path``, sampling the load."""
-    result = StepResult(name, loads=[load_average()])
+    result = StepResult(name, loads=[os.getloadavg()[0]])
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(10):
-            result.loads.append(load_average())
+            result.loads.append(os.getloadavg()[0])
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -92,14 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or ROOT / ".bench" / f"sitting-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
     out.mkdir(parents=True, exist_ok=True)
 
-    load = load_average()
+    load = os.getloadavg()[0]
     print(f"sitting: {', '.join(names)}; logs in {out}; {os.cpu_count()} cores; load {load:.2f}", flush=True)
     if load > QUIET_LOAD:
         print(f"WARNING: the machine is not quiet (load {load:.2f} > {QUIET_LOAD}); every figure will be "
               "slower than on an idle machine, and the summary shows by how much load.", flush=True)
     results = []
     for name in names:
-        print(f"\n##### {name} ({datetime.now(timezone.utc):%H:%M:%S} UTC, load {load_average():.2f})", flush=True)
+        print(f"\n##### {name} ({datetime.now(timezone.utc):%H:%M:%S} UTC, load {os.getloadavg()[0]:.2f})", flush=True)
         results.append(run_step(name, STEPS[name], out / f"{name}.log"))
     summary = "\n".join(["", "##### sitting summary", *(r.line() for r in results)])
     print(summary)

@@ -397,7 +397,7 @@ class _Revenue:
 
     Not part of the state: rebuilt in one pass whenever it may be stale (another ``orders`` dict,
     or its size changed behind the handlers' back, as after loading a saved state). The order
-    handlers keep it current (:func:`_order_added`, :func:`_order_changing` / :func:`_order_changed`,
+    handlers keep it current (:func:`_order_added`, :func:`_order_recount`,
     :func:`_order_removed`), so one order's or customer's answer costs O(1), not a pass over the
     customer's orders (a 1M-order backfill renders its customer in every answer).
 
@@ -488,17 +488,12 @@ def _order_added(doc: dict[str, Any], order: dict[str, Any]) -> None:
         revenue.size += 1
 
 
-def _order_changing(doc: dict[str, Any], order: dict[str, Any]) -> None:
-    """Before fields of a stored order change (then :func:`_order_changed`)."""
+def _order_recount(doc: dict[str, Any], order: dict[str, Any], sign: int) -> None:
+    """Take a stored order out of its customer's totals (``sign`` -1) before its fields change,
+    and count it in again (1) after."""
     revenue = _revenue_if_current(doc, len(doc["orders"]))
     if revenue is not None:
-        revenue.count(order, -1)
-
-
-def _order_changed(doc: dict[str, Any], order: dict[str, Any]) -> None:
-    revenue = _revenue_if_current(doc, len(doc["orders"]))
-    if revenue is not None:
-        revenue.count(order, 1)
+        revenue.count(order, sign)
 
 
 def _order_removed(doc: dict[str, Any], order: dict[str, Any]) -> None:
@@ -935,9 +930,9 @@ def update_order(call: Call, store_id: str, order_id: str) -> Reply:
     for key in ("shipping_address", "billing_address"):
         if key in body:
             body[key] = _merge_address(order.get(key), body[key])
-    _order_changing(doc, order)  # its total or status may change what it counts for
+    _order_recount(doc, order, -1)  # its total or status may change what it counts for
     order.update(compact_fields(body))
-    _order_changed(doc, order)
+    _order_recount(doc, order, 1)
     for line_id, line in lines.items():
         order["lines"][line_id] = Line({**order["lines"].get(line_id, {}), **line})
     return ok(filter_fields(call, render_order(store_id, doc, order)))

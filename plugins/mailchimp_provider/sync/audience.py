@@ -112,9 +112,6 @@ rather than sent and refused. Tag names are cut to ``tags.max_length`` (100) the
 EMAIL_RE = re.compile(r"^[^@\s,;<>()\[\]\"]+@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$")
 
 
-_md5 = hashlib.md5
-
-
 def subscriber_hash(email: str) -> str:
     """Mailchimp's member id: md5 of the trimmed, lower-cased email."""
     return hashlib.md5(email.strip().lower().encode()).hexdigest()
@@ -573,7 +570,7 @@ class AudienceRules(EntityRules):
         tombstones = data.get("tombstones")
         archived = data.get("archived")  # retry_archived: an archived member is re-added, row changed or not
         if tombstones or archived:
-            member = _md5(email.encode()).hexdigest()  # subscriber_hash: the email is normalised already
+            member = subscriber_hash(email)
             if (tombstones and member in tombstones) or (archived and member in archived):
                 return False
         if same_source:

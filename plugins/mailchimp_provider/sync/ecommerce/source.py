@@ -64,12 +64,10 @@ class _Children:
         self._advance()
 
     def _advance(self) -> None:
-        # ``_key`` inlined: this runs once per child row (300k lines for 100k orders)
         previous = self._head_key if self._head is not None else None
         column = self._column
         for row in self._rows:
-            value = row.get(column)
-            key = value.strip() if value.__class__ is str else ("" if value is None else str(value).strip())
+            key = _key(row.get(column))
             if key:
                 if previous is not None and key < previous:
                     self._head, self._head_key = row, key
