@@ -209,3 +209,18 @@ def test_engagement_pull_loads_and_the_audience_sync_reads_it_back(
     _, states = run(audience)
     assert set(states.values()) == {"success"}, states
     assert emulator.state.members[list_id][subscriber_hash(leaver)]["status"] == "unsubscribed"
+    assert emulator.state.members[list_id][subscriber_hash(leaver)]["merge_fields"]["FNAME"] == "Renamed"
+
+    # A run with nothing changed sends nothing: every confirmed row's source digest, taken from
+    # this contract-typed warehouse's extract, matches again, and every confirmed row has one.
+    unchanged_run, states = run(audience)
+    assert set(states.values()) == {"success"}, states
+    sent_again = {rid for rid, rows in sync_results(shop.engine, unchanged_run.run_id, "member").items()
+                  if any(r["batch_id"] for r in rows)}
+    assert not sent_again, sent_again
+    state = t.sync_state
+    confirmed = sa.select(sa.func.count()).where(state.c.entity == "member", state.c.payload_hash.is_not(None))
+    with shop.engine.connect() as conn:
+        with_digest = conn.execute(confirmed.where(state.c.source_hash.is_not(None))).scalar_one()
+        without = conn.execute(confirmed.where(state.c.source_hash.is_(None))).scalar_one()
+    assert with_digest > 0 and without == 0, (with_digest, without)
